@@ -1,0 +1,1 @@
+"""Symbiotic: a Dagster data platform for AI-assisted software teams."""
