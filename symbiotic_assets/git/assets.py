@@ -1,0 +1,212 @@
+"""Git history assets: one dynamic partition per repository.
+
+The assets are thin: find the repository for the partition, call the pure
+extraction functions in ``extract.py``, and report counts as metadata. Checks
+that compare with git itself run inside the same step, right after the write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from symbiotic_assets.config import RepositorySpec, load_settings
+from symbiotic_assets.git.extract import compute_metrics, detect_merge_conflicts, refresh_repository
+from symbiotic_assets.git.repository import GitRepository, RepositoryError
+from symbiotic_assets.warehouse import WAREHOUSE_POOL, WarehouseResource
+
+repositories_partitions = dg.DynamicPartitionsDefinition(name="repositories")
+
+GROUP = "git"
+REPOSITORIES = dg.AssetKey(["git", "repositories"])
+COMMITS = dg.AssetKey(["git", "commits"])
+COMMIT_FILES = dg.AssetKey(["git", "commit_files"])
+REFS = dg.AssetKey(["git", "refs"])
+REF_EVENTS = dg.AssetKey(["git", "ref_events"])
+MERGES = dg.AssetKey(["git", "merges"])
+METRICS = dg.AssetKey(["git", "metrics"])
+
+
+def repository_for_partition(partition_key: str) -> RepositorySpec:
+    for spec in load_settings().all_repositories():
+        if spec.name == partition_key:
+            return spec
+    raise RepositoryError(
+        partition_key,
+        "is not in the configured repositories any more (symbiotic.yaml / SYMBIOTIC_REPOSITORIES); "
+        "add it back or drop the partition",
+    )
+
+
+def _count_with_git(spec: RepositorySpec) -> int:
+    """Reachable commits counted by git alone, independently of our tip logic."""
+    repo = GitRepository.open(spec.name, spec.path)
+    args = ["rev-list", "--count", "--branches", "--remotes", "--tags"]
+    if repo.head()[1]:
+        args.append("HEAD")
+    return int(repo.text(args).strip() or 0)
+
+
+def _duplicates(warehouse: WarehouseResource, table: str, key: str, repository: str) -> int:
+    with warehouse.connect() as con:
+        row = con.execute(
+            f"SELECT count(*) FROM (SELECT {key} FROM git.{table} WHERE repository = ? "
+            f"GROUP BY {key} HAVING count(*) > 1)",
+            [repository],
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(REPOSITORIES, description="One row per repository: path, default branch, reflog "
+                     "availability, shallow/bare flags, commit count, fingerprint of its tips."),
+        dg.AssetSpec(COMMITS, description="Every commit reachable from a branch, remote branch, tag or "
+                     "HEAD (mailmap applied, UTC timestamps with original offsets, churn, bot flag). "
+                     "Commits a rewrite left behind are kept with is_reachable = false."),
+        dg.AssetSpec(COMMIT_FILES, description="Per-file insertions/deletions of each commit; binary "
+                     "files flagged (NULL lines), renames with their old path."),
+        dg.AssetSpec(REFS, description="Branches, remote branches and tags: tip, tip date, merged into "
+                     "the default branch."),
+        dg.AssetSpec(REF_EVENTS, description="Reflog events (checkout/switch, branch created, commit, "
+                     "merge, rebase, reset, ...) and branch deletions seen between snapshots."),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec("commit_count_matches_git", asset=COMMITS,
+                          description="Reachable commits stored = git rev-list --count over branches, "
+                          "remotes, tags and HEAD."),
+        dg.AssetCheckSpec("no_duplicate_commits", asset=COMMITS),
+        dg.AssetCheckSpec("no_duplicate_ref_events", asset=REF_EVENTS),
+    ],
+    partitions_def=repositories_partitions,
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    can_subset=False,
+)
+def git_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator:
+    """Stream new commits from one ``git log``, mark rewritten ones, snapshot refs and reflog."""
+    spec = repository_for_partition(context.partition_key)
+    seen = 0
+
+    def progress(n: int) -> None:
+        nonlocal seen
+        seen += n
+        context.log.info(f"{spec.name}: {seen} commits parsed and written")
+
+    result = refresh_repository(warehouse.database, spec, progress=progress)
+    if result.noop:
+        context.log.info(f"{spec.name}: no ref, HEAD or reflog changed; nothing to do")
+    else:
+        context.log.info(
+            f"{spec.name}: {result.new_commits} new commits, {result.now_unreachable} no longer "
+            f"reachable, {result.reachable_again} reachable again, {result.new_ref_events} new ref "
+            f"events in {result.seconds:.2f}s"
+        )
+    if result.is_shallow:
+        context.log.warning(f"{spec.name}: shallow clone; history before the shallow boundary is absent")
+    if not result.has_reflog:
+        context.log.warning(f"{spec.name}: no reflog; branch switches are unknown for it")
+
+    common = {"repository": spec.name, "repository_path": result.repository_path, "noop": result.noop}
+    yield dg.MaterializeResult(asset_key=REPOSITORIES, metadata={
+        **common, "default_branch": result.default_branch or "", "has_reflog": result.has_reflog,
+        "is_shallow": result.is_shallow})  # fmt: skip
+    yield dg.MaterializeResult(asset_key=COMMITS, metadata={
+        **common, "new_commits": result.new_commits, "reachable_commits": result.reachable_commits,
+        "now_unreachable": result.now_unreachable, "reachable_again": result.reachable_again,
+        "seconds": round(result.seconds, 3)})  # fmt: skip
+    yield dg.MaterializeResult(asset_key=COMMIT_FILES, metadata={**common, "new_rows": result.new_files})
+    yield dg.MaterializeResult(asset_key=REFS, metadata={**common, "refs": result.refs})
+    yield dg.MaterializeResult(asset_key=REF_EVENTS, metadata={
+        **common, "new_events": result.new_ref_events,
+        "deleted_branches": ", ".join(result.deleted_branches)})  # fmt: skip
+
+    git_count = _count_with_git(spec)
+    yield dg.AssetCheckResult(
+        check_name="commit_count_matches_git", asset_key=COMMITS,
+        passed=git_count == result.reachable_commits,
+        metadata={"git_rev_list_count": git_count, "stored_reachable": result.reachable_commits},
+    )  # fmt: skip
+    dup = _duplicates(warehouse, "commits", "hash", spec.name)
+    yield dg.AssetCheckResult(check_name="no_duplicate_commits", asset_key=COMMITS, passed=dup == 0,
+                              metadata={"duplicated_keys": dup})  # fmt: skip
+    dup = _duplicates(warehouse, "ref_events", "event_key", spec.name)
+    yield dg.AssetCheckResult(check_name="no_duplicate_ref_events", asset_key=REF_EVENTS,
+                              passed=dup == 0, metadata={"duplicated_keys": dup})  # fmt: skip
+
+
+@dg.asset(
+    key=MERGES,
+    deps=[COMMITS],
+    partitions_def=repositories_partitions,
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    check_specs=[dg.AssetCheckSpec("no_duplicate_merges", asset=MERGES)],
+    description="Every merge commit re-merged with git merge-tree --write-tree: clean or conflict "
+    "with the conflicted paths; octopus merges, unrelated histories and missing parents recorded as such.",
+)
+def git_merges(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator:
+    spec = repository_for_partition(context.partition_key)
+    result = detect_merge_conflicts(warehouse.database, spec, workers=load_settings().merge_workers)
+    context.log.info(
+        f"{spec.name}: re-merged {result.examined} merges ({result.conflict} conflict, {result.clean} "
+        f"clean, {result.octopus} octopus, {result.parent_missing} missing parent, {result.errors} "
+        f"errors) at {result.merges_per_second:.0f}/s"
+    )
+    yield dg.MaterializeResult(metadata={
+        "repository": spec.name, "examined": result.examined, "conflict": result.conflict,
+        "clean": result.clean, "octopus": result.octopus, "unrelated_histories": result.unrelated,
+        "parent_missing": result.parent_missing, "errors": result.errors,
+        "merges_per_second": round(result.merges_per_second, 1)})  # fmt: skip
+    dup = _duplicates(warehouse, "merges", "merge_hash", spec.name)
+    yield dg.AssetCheckResult(check_name="no_duplicate_merges", passed=dup == 0,
+                              metadata={"duplicated_keys": dup})  # fmt: skip
+
+
+@dg.asset(
+    key=METRICS,
+    deps=[COMMITS, MERGES, REF_EVENTS, REPOSITORIES],
+    partitions_def=repositories_partitions,
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    check_specs=[
+        dg.AssetCheckSpec("conflict_rate_within_bounds", asset=METRICS),
+        dg.AssetCheckSpec("no_duplicate_metrics", asset=METRICS),
+    ],
+    description="Long table (repository_path, timestamp, metric_type, value): commits per day and "
+    "hour (all, non-merge, merge), branch switches per day, two-parent merges, conflicts and "
+    "conflict rate per day.",
+)
+def git_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator:
+    spec = repository_for_partition(context.partition_key)
+    rows = compute_metrics(warehouse.database, spec)
+    with warehouse.connect() as con:
+        by_type = con.execute(
+            "SELECT metric_type, count(*), sum(value) FROM git.metrics WHERE repository = ? "
+            "GROUP BY 1 ORDER BY 1",
+            [spec.name],
+        ).fetchall()
+        bad_rate = con.execute(
+            "SELECT count(*) FROM git.metrics WHERE repository = ? "
+            "AND metric_type = 'merge_conflict_rate_per_day' AND NOT (value BETWEEN 0 AND 1)",
+            [spec.name],
+        ).fetchone()
+    context.log.info(f"{spec.name}: {rows} metric rows")
+    yield dg.MaterializeResult(metadata={
+        "repository": spec.name, "rows": rows,
+        "summary": dg.MetadataValue.md("| metric | rows | total |\n|---|---|---|\n" + "\n".join(
+            f"| {t} | {n} | {s:g} |" for t, n, s in by_type)),
+    })  # fmt: skip
+    bad = int(bad_rate[0]) if bad_rate else 0
+    yield dg.AssetCheckResult(check_name="conflict_rate_within_bounds", passed=bad == 0,
+                              metadata={"rows_outside_0_1": bad})  # fmt: skip
+    with warehouse.connect() as con:
+        row = con.execute(
+            "SELECT count(*) FROM (SELECT timestamp, metric_type FROM git.metrics WHERE repository = ? "
+            "GROUP BY ALL HAVING count(*) > 1)",
+            [spec.name],
+        ).fetchone()
+    dup = int(row[0]) if row else 0
+    yield dg.AssetCheckResult(check_name="no_duplicate_metrics", passed=dup == 0,
+                              metadata={"duplicated_keys": dup})  # fmt: skip

@@ -1,0 +1,729 @@
+"""Incremental, idempotent extraction of one repository's history into the warehouse.
+
+The unit of work is one repository. ``refresh_repository`` streams a single
+``git log`` over the commits that are reachable now and were not reachable
+from the tips stored last time, writes them in chunks as they are parsed,
+marks commits that a rewrite left behind, snapshots refs and reads the
+reflog. When no tip, no symbolic HEAD and no reflog changed, it returns
+after one ``for-each-ref`` without touching the warehouse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from symbiotic_assets.config import RepositorySpec
+from symbiotic_assets.git.log_parser import LOG_ARGS, Commit, is_bot, parse_log_stream
+from symbiotic_assets.git.reflog import RefEvent, parse_reflogs
+from symbiotic_assets.git.repository import (
+    GitRepository,
+    Ref,
+    RepositoryError,
+    git_env_isolated_objects,
+)
+from symbiotic_assets.warehouse import connect, ensure_git_schema
+
+ProgressFn = Callable[[int], None]
+DEFAULT_BRANCH_CANDIDATES = ("main", "master", "trunk", "develop")
+
+
+@dataclass
+class RefreshResult:
+    repository: str
+    repository_path: str
+    noop: bool
+    new_commits: int = 0
+    reachable_again: int = 0
+    now_unreachable: int = 0
+    new_files: int = 0
+    reachable_commits: int = 0
+    refs: int = 0
+    new_ref_events: int = 0
+    deleted_branches: list[str] = field(default_factory=list)
+    has_reflog: bool = False
+    is_shallow: bool = False
+    default_branch: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class MergeResult:
+    repository: str
+    examined: int = 0
+    clean: int = 0
+    conflict: int = 0
+    octopus: int = 0
+    unrelated: int = 0
+    parent_missing: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+    @property
+    def merges_per_second(self) -> float:
+        return self.examined / self.seconds if self.seconds > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def history_tips(refs: Sequence[Ref], head_hash: str | None) -> list[str]:
+    """Commits whose ancestry is 'the history': branches, remote branches, tags and HEAD.
+
+    Stashes, notes and filter-branch backups (refs/stash, refs/notes, refs/original)
+    are not history and are left out.
+    """
+    tips = {r.tip_hash for r in refs if r.tip_hash}
+    if head_hash:
+        tips.add(head_hash)
+    return sorted(tips)
+
+
+def choose_default_branch(refs: Sequence[Ref], configured: str | None, head_ref: str | None) -> str | None:
+    branches = {r.short_name for r in refs if r.ref_type == "branch"}
+    remotes = {r.short_name: r for r in refs if r.ref_type == "remote_branch"}
+    if configured:
+        return configured
+    origin_head = remotes.get("origin/HEAD")
+    if origin_head and origin_head.symref:
+        target = origin_head.symref.removeprefix("refs/remotes/origin/")
+        if target in branches:
+            return target
+        return f"origin/{target}"
+    for name in DEFAULT_BRANCH_CANDIDATES:
+        if name in branches:
+            return name
+    if head_ref and head_ref.startswith("refs/heads/"):
+        return head_ref[len("refs/heads/") :]
+    return None
+
+
+def fingerprint(repo: GitRepository, refs: Sequence[Ref], head_ref: str | None, head_hash: str | None,
+                reflog_signature: str, default_branch: str | None) -> str:  # fmt: skip
+    h = hashlib.sha1()
+    h.update(f"{repo.path}\0{head_ref}\0{head_hash}\0{reflog_signature}\0{default_branch}\n".encode())
+    for r in sorted(refs, key=lambda r: r.ref_name):
+        h.update(f"{r.ref_name}\0{r.tip_hash}\0{r.symref}\n".encode())
+    return h.hexdigest()
+
+
+_COMMIT_COLUMNS = (
+    "hash", "author_name", "author_email", "committer_name", "committer_email", "authored_epoch",
+    "author_offset", "committed_epoch", "committer_offset", "parents", "parent_count", "subject",
+    "body", "files_changed", "insertions", "deletions", "binary_files", "is_bot",
+)  # fmt: skip
+
+
+def _commit_frame(commits: Sequence[Commit]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cols: dict[str, list] = {c: [] for c in _COMMIT_COLUMNS}
+    f_hash: list[str] = []
+    f_path: list[str] = []
+    f_old: list[str | None] = []
+    f_bin: list[bool] = []
+    f_ins: list[int | None] = []
+    f_del: list[int | None] = []
+    for c in commits:
+        ins = dels = binary = 0
+        for f in c.files:
+            f_hash.append(c.hash)
+            f_path.append(f.path)
+            f_old.append(f.old_path)
+            f_bin.append(f.is_binary)
+            f_ins.append(f.insertions)
+            f_del.append(f.deletions)
+            if f.is_binary:
+                binary += 1
+            else:
+                ins += f.insertions or 0
+                dels += f.deletions or 0
+        cols["hash"].append(c.hash)
+        cols["author_name"].append(c.author_name)
+        cols["author_email"].append(c.author_email)
+        cols["committer_name"].append(c.committer_name)
+        cols["committer_email"].append(c.committer_email)
+        cols["authored_epoch"].append(c.authored_epoch)
+        cols["author_offset"].append(c.author_offset)
+        cols["committed_epoch"].append(c.committed_epoch)
+        cols["committer_offset"].append(c.committer_offset)
+        cols["parents"].append(" ".join(c.parents))
+        cols["parent_count"].append(len(c.parents))
+        cols["subject"].append(c.subject)
+        cols["body"].append(c.body)
+        cols["files_changed"].append(len(c.files))
+        cols["insertions"].append(ins)
+        cols["deletions"].append(dels)
+        cols["binary_files"].append(binary)
+        cols["is_bot"].append(is_bot(c.author_name, c.author_email))
+    commits_df = pd.DataFrame(cols)
+    files_df = pd.DataFrame(
+        {
+            "commit_hash": pd.Series(f_hash, dtype=object),
+            "path": pd.Series(f_path, dtype=object),
+            "old_path": pd.Series(f_old, dtype=object),
+            "is_binary": pd.Series(f_bin, dtype=bool),
+            "insertions": pd.Series(f_ins, dtype="Int64"),
+            "deletions": pd.Series(f_del, dtype="Int64"),
+        }
+    )
+    return commits_df, files_df
+
+
+def _write_commit_chunk(con: duckdb.DuckDBPyConnection, repository: str, commits: Sequence[Commit]) -> tuple[int, int, int]:  # fmt: skip
+    """Insert commits not stored yet; revive stored ones that are reachable again.
+
+    Returns (new commits, revived commits, new file rows). One transaction per chunk,
+    so an interrupted run leaves whole chunks, and the next run skips them.
+    """
+    commits_df, files_df = _commit_frame(commits)
+    con.register("chunk_commits", commits_df)
+    con.register("chunk_files", files_df)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        revived = con.execute(
+            """
+            UPDATE git.commits SET is_reachable = true, unreachable_since = NULL
+            WHERE repository = ? AND NOT is_reachable
+              AND hash IN (SELECT hash FROM chunk_commits)
+            """,
+            [repository],
+        ).fetchone()
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE chunk_new AS
+            SELECT c.hash FROM chunk_commits c
+            WHERE NOT EXISTS (SELECT 1 FROM git.commits x WHERE x.repository = ? AND x.hash = c.hash)
+            """,
+            [repository],
+        )
+        con.execute(
+            """
+            INSERT INTO git.commits
+            SELECT ?, c.hash, c.author_name, c.author_email, c.committer_name, c.committer_email,
+                   make_timestamp(c.authored_epoch * 1000000), c.author_offset,
+                   make_timestamp(c.committed_epoch * 1000000), c.committer_offset,
+                   CASE WHEN c.parents = '' THEN []::VARCHAR[] ELSE string_split(c.parents, ' ') END,
+                   c.parent_count, c.parent_count >= 2, c.subject, c.body, c.files_changed,
+                   c.insertions, c.deletions, c.binary_files, c.is_bot, true, NULL, now()::TIMESTAMP
+            FROM chunk_commits c SEMI JOIN chunk_new n ON c.hash = n.hash
+            """,
+            [repository],
+        )
+        new = con.execute("SELECT count(*) FROM chunk_new").fetchone()
+        files = con.execute(
+            """
+            INSERT INTO git.commit_files
+            SELECT ?, f.commit_hash, f.path, f.old_path, f.is_binary, f.insertions, f.deletions
+            FROM chunk_files f SEMI JOIN chunk_new n ON f.commit_hash = n.hash
+            """,
+            [repository],
+        ).fetchone()
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("chunk_commits")
+        con.unregister("chunk_files")
+    return (
+        int(new[0]) if new else 0,
+        int(revived[0]) if revived else 0,
+        int(files[0]) if files else 0,
+    )
+
+
+def _hash_frame(hashes: Iterable[str]) -> pd.DataFrame:
+    return pd.DataFrame({"hash": pd.Series(list(hashes), dtype=object)})
+
+
+def _mark_unreachable(con: duckdb.DuckDBPyConnection, repository: str, hashes: Iterable[str]) -> int:
+    con.register("gone", _hash_frame(hashes))
+    try:
+        row = con.execute(
+            """
+            UPDATE git.commits SET is_reachable = false, unreachable_since = now()::TIMESTAMP
+            WHERE repository = ? AND is_reachable AND hash IN (SELECT hash FROM gone)
+            """,
+            [repository],
+        ).fetchone()
+    finally:
+        con.unregister("gone")
+    return int(row[0]) if row else 0
+
+
+def _keep_only_reachable(con: duckdb.DuckDBPyConnection, repository: str, reachable: Iterable[str]) -> int:
+    con.register("alive", _hash_frame(reachable))
+    try:
+        row = con.execute(
+            """
+            UPDATE git.commits SET is_reachable = false, unreachable_since = now()::TIMESTAMP
+            WHERE repository = ? AND is_reachable AND hash NOT IN (SELECT hash FROM alive)
+            """,
+            [repository],
+        ).fetchone()
+    finally:
+        con.unregister("alive")
+    return int(row[0]) if row else 0
+
+
+def _ref_events_frame(events: Sequence[RefEvent], source: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "event_key": [e.event_key for e in events],
+            "ref_name": [e.ref_name for e in events],
+            "event_type": [e.event_type for e in events],
+            "from_ref": pd.Series([e.from_ref for e in events], dtype=object),
+            "to_ref": pd.Series([e.to_ref for e in events], dtype=object),
+            "is_switch": pd.Series([e.is_switch for e in events], dtype=bool),
+            "old_hash": [e.old_hash for e in events],
+            "new_hash": [e.new_hash for e in events],
+            "actor_name": [e.actor_name for e in events],
+            "actor_email": [e.actor_email for e in events],
+            "occurred_epoch": pd.Series([e.occurred_epoch for e in events], dtype="int64"),
+            "utc_offset_minutes": pd.Series([e.utc_offset_minutes for e in events], dtype="int64"),
+            "message": [e.message for e in events],
+            "source": [source] * len(events),
+        }
+    )
+
+
+def _insert_ref_events(con: duckdb.DuckDBPyConnection, repository: str, frame: pd.DataFrame) -> int:
+    if frame.empty:
+        return 0
+    con.register("new_events", frame)
+    try:
+        row = con.execute(
+            """
+            INSERT INTO git.ref_events
+            SELECT ?, e.event_key, e.ref_name, e.event_type, e.from_ref, e.to_ref, e.is_switch,
+                   e.old_hash, e.new_hash, e.actor_name, e.actor_email,
+                   make_timestamp(e.occurred_epoch * 1000000), e.utc_offset_minutes, e.message, e.source
+            FROM new_events e
+            WHERE NOT EXISTS (SELECT 1 FROM git.ref_events x
+                              WHERE x.repository = ? AND x.event_key = e.event_key)
+            """,
+            [repository, repository],
+        ).fetchone()
+    finally:
+        con.unregister("new_events")
+    return int(row[0]) if row else 0
+
+
+# ---------------------------------------------------------------------------------------
+# the three steps
+
+
+def refresh_repository(
+    warehouse: str | Path,
+    spec: RepositorySpec,
+    *,
+    progress: ProgressFn | None = None,
+    total_hint: Callable[[int], None] | None = None,
+    chunk_commits: int = 20_000,
+    force: bool = False,
+) -> RefreshResult:
+    """Bring the warehouse's copy of one repository's history up to date."""
+    started = time.perf_counter()
+    repo = GitRepository.open(spec.name, spec.path)
+    head_ref, head_hash = repo.head()
+    refs = repo.refs()
+    shallow = repo.is_shallow()
+    reflog_files = repo.reflog_files()
+    default_branch = choose_default_branch(refs, spec.default_branch, head_ref)
+    fp = fingerprint(repo, refs, head_ref, head_hash, repo.reflog_signature(), default_branch)
+    tips = history_tips(refs, head_hash)
+    result = RefreshResult(
+        repository=spec.name,
+        repository_path=str(repo.path),
+        noop=False,
+        has_reflog=bool(reflog_files),
+        is_shallow=shallow,
+        default_branch=default_branch,
+    )
+
+    with connect(warehouse) as con:
+        ensure_git_schema(con)
+        prev = con.execute(
+            "SELECT refs_fingerprint, head_hash FROM git.repositories WHERE repository = ?",
+            [spec.name],
+        ).fetchone()
+        if prev and prev[0] == fp and not force:
+            result.noop = True
+            row = con.execute(
+                "SELECT commit_count FROM git.repositories WHERE repository = ?", [spec.name]
+            ).fetchone()
+            result.reachable_commits = int(row[0] or 0) if row else 0
+            result.refs = len(refs)
+            result.seconds = time.perf_counter() - started
+            return result
+        prev_refs = con.execute(
+            "SELECT ref_name, ref_type, tip_hash FROM git.refs WHERE repository = ?", [spec.name]
+        ).fetchall()
+        stored = con.execute(
+            "SELECT count(*) FROM git.commits WHERE repository = ?", [spec.name]
+        ).fetchone()
+        has_stored = bool(stored and stored[0])
+
+    old_tips = sorted({t for _, _, t in prev_refs if t} | ({prev[1]} if prev and prev[1] else set()))
+    old_present = repo.existing_commits(old_tips) if has_stored else set()
+    old_missing = [t for t in old_tips if t not in old_present]
+
+    # 1. new commits: reachable now, not reachable from what we stored last time
+    revs = list(tips)
+    if has_stored and old_present:
+        revs += ["--not", *sorted(old_present)]
+    if tips and total_hint is not None:
+        out = _run_with_stdin(repo, ["rev-list", "--count", "--stdin"], revs)
+        total_hint(int(out.strip() or 0))
+
+    batch: list[Commit] = []
+    with connect(warehouse) as con:
+        if tips:
+            stream = repo.stream(["log", *LOG_ARGS, "--stdin"], stdin_lines=revs)
+            for commit in parse_log_stream(stream):
+                batch.append(commit)
+                if len(batch) >= chunk_commits:
+                    n, r, f = _write_commit_chunk(con, spec.name, batch)
+                    result.new_commits += n
+                    result.reachable_again += r
+                    result.new_files += f
+                    if progress:
+                        progress(len(batch))
+                    batch = []
+            if batch:
+                n, r, f = _write_commit_chunk(con, spec.name, batch)
+                result.new_commits += n
+                result.reachable_again += r
+                result.new_files += f
+                if progress:
+                    progress(len(batch))
+                batch = []
+
+        # 2. commits a rewrite left behind
+        if has_stored:
+            if not tips:
+                result.now_unreachable = _keep_only_reachable(con, spec.name, [])
+            elif old_missing:
+                # an old tip was garbage-collected: compare against the full reachable set
+                reachable = _run_with_stdin(repo, ["rev-list", "--stdin"], tips).split()
+                result.now_unreachable = _keep_only_reachable(con, spec.name, reachable)
+            elif old_present:
+                gone = _run_with_stdin(
+                    repo, ["rev-list", "--stdin"], [*sorted(old_present), "--not", *tips]
+                ).split()
+                if gone:
+                    result.now_unreachable = _mark_unreachable(con, spec.name, gone)
+
+        # 3. reflog events, and branches that disappeared since the last snapshot
+        contents = []
+        for ref_name, path in reflog_files:
+            try:
+                contents.append((ref_name, path.read_bytes()))
+            except OSError:
+                continue
+        events = parse_reflogs(contents, spec.name)
+        result.new_ref_events = _insert_ref_events(con, spec.name, _ref_events_frame(events, "reflog"))
+        now_branches = {r.ref_name for r in refs if r.ref_type == "branch"}
+        deleted = [(name, tip) for name, rtype, tip in prev_refs if rtype == "branch" and name not in now_branches]
+        if deleted:
+            now_epoch = int(time.time())
+            deletion_events = [
+                RefEvent(
+                    event_key=hashlib.sha1(f"{spec.name}\0{name}\0{tip}\0deleted\0{fp}".encode()).hexdigest(),
+                    ref_name=name,
+                    event_type="branch_deleted",
+                    from_ref=name.removeprefix("refs/heads/"),
+                    to_ref=None,
+                    is_switch=False,
+                    old_hash=tip or "",
+                    new_hash="0" * 40,
+                    actor_name="",
+                    actor_email="",
+                    occurred_epoch=now_epoch,
+                    utc_offset_minutes=0,
+                    message="branch no longer present (observed by refs snapshot)",
+                )
+                for name, tip in deleted
+            ]
+            result.new_ref_events += _insert_ref_events(
+                con, spec.name, _ref_events_frame(deletion_events, "refs_snapshot")
+            )
+            result.deleted_branches = [n.removeprefix("refs/heads/") for n, _ in deleted]
+
+        # 4. refs snapshot and the repository row, last: a run that died earlier is redone
+        merged: set[str] = set()
+        default_tip = None
+        if default_branch:
+            for r in refs:
+                if r.short_name == default_branch and r.ref_type in ("branch", "remote_branch"):
+                    default_tip = r.tip_hash
+                    break
+        if default_tip:
+            merged = repo.merged_into(default_tip)
+        refs_df = pd.DataFrame(
+            {
+                "ref_name": [r.ref_name for r in refs],
+                "short_name": [r.short_name for r in refs],
+                "ref_type": [r.ref_type for r in refs],
+                "tip_hash": pd.Series([r.tip_hash for r in refs], dtype=object),
+                "tip_epoch": pd.Series([r.tip_committed_epoch for r in refs], dtype="Int64"),
+                "is_default": pd.Series(
+                    [r.short_name == default_branch and r.ref_type != "tag" for r in refs], dtype=bool
+                ),
+                "is_merged": pd.Series(
+                    [(r.ref_name in merged) if default_tip else None for r in refs], dtype=object
+                ),
+            }
+        )
+        con.register("new_refs", refs_df)
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute("DELETE FROM git.refs WHERE repository = ?", [spec.name])
+            con.execute(
+                """
+                INSERT INTO git.refs
+                SELECT ?, ref_name, short_name, ref_type, tip_hash,
+                       CASE WHEN tip_epoch IS NULL THEN NULL ELSE make_timestamp(tip_epoch * 1000000) END,
+                       is_default, is_merged::BOOLEAN, now()::TIMESTAMP
+                FROM new_refs
+                """,
+                [spec.name],
+            )
+            counts = con.execute(
+                "SELECT count(*), max(committed_at) FROM git.commits WHERE repository = ? AND is_reachable",
+                [spec.name],
+            ).fetchone()
+            con.execute("DELETE FROM git.repositories WHERE repository = ?", [spec.name])
+            con.execute(
+                """
+                INSERT INTO git.repositories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)
+                """,
+                [
+                    spec.name, str(repo.path), default_branch, repo.is_bare, shallow, bool(reflog_files),
+                    head_ref, head_hash, fp, counts[0] if counts else 0, counts[1] if counts else None,
+                ],
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("new_refs")
+        result.reachable_commits = int(counts[0]) if counts else 0
+        result.refs = len(refs)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_with_stdin(repo: GitRepository, args: Sequence[str], lines: Sequence[str]) -> str:
+    return b"".join(repo.stream(args, stdin_lines=lines)).decode()
+
+
+def _merge_one(repo: GitRepository, env: dict[str, str], p1: str, p2: str) -> tuple[str, bool, list[str], str]:
+    """Re-run one two-parent merge: (status, unrelated, conflicted paths, detail)."""
+    base = ["git", "-C", str(repo.path), "merge-tree", "--write-tree", "--name-only", "-z", "--no-messages"]
+    unrelated = False
+    proc = subprocess.run([*base, p1, p2], env=env, capture_output=True, check=False)
+    if proc.returncode not in (0, 1) and b"unrelated histories" in proc.stderr:
+        unrelated = True
+        proc = subprocess.run(
+            [*base, "--allow-unrelated-histories", p1, p2], env=env, capture_output=True, check=False
+        )
+    if proc.returncode == 0:
+        return "clean", unrelated, [], ""
+    if proc.returncode == 1:
+        parts = proc.stdout.split(b"\0")
+        # first the tree id, then conflicted paths, then an empty field
+        paths: list[str] = []
+        for raw in parts[1:]:
+            if not raw:
+                break
+            text = raw.decode("utf-8", errors="replace")
+            if text not in paths:
+                paths.append(text)
+        return "conflict", unrelated, paths, ""
+    return "error", unrelated, [], proc.stderr.decode("utf-8", errors="replace").strip()[:500]
+
+
+def detect_merge_conflicts(
+    warehouse: str | Path,
+    spec: RepositorySpec,
+    *,
+    workers: int = 0,
+    progress: ProgressFn | None = None,
+    chunk: int = 500,
+) -> MergeResult:
+    """Re-merge every stored merge that has no verdict yet, in parallel across cores.
+
+    ``git merge-tree --write-tree`` (git 2.38+) merges without a work tree; exit 1
+    means the merge conflicts. The trees it writes go to a scratch object
+    directory, so the user's repository is not touched.
+    """
+    started = time.perf_counter()
+    result = MergeResult(repository=spec.name)
+    repo = GitRepository.open(spec.name, spec.path)
+    with connect(warehouse) as con:
+        ensure_git_schema(con)
+        todo = con.execute(
+            """
+            SELECT c.hash, c.parent_hashes, epoch(c.committed_at)::BIGINT
+            FROM git.commits c
+            WHERE c.repository = ? AND c.parent_count >= 2
+              AND NOT EXISTS (SELECT 1 FROM git.merges m
+                              WHERE m.repository = c.repository AND m.merge_hash = c.hash)
+            ORDER BY c.committed_at
+            """,
+            [spec.name],
+        ).fetchall()
+    if not todo:
+        result.seconds = time.perf_counter() - started
+        return result
+    all_parents = sorted({p for _, parents, _ in todo for p in parents})
+    present = repo.existing_commits(all_parents)
+    n_workers = workers or os.cpu_count() or 2
+    objects_dir = repo.objects_dir()
+
+    with tempfile.TemporaryDirectory(prefix="symbiotic-merge-") as scratch:
+        env = git_env_isolated_objects(objects_dir, Path(scratch))
+        env.update(GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
+
+        def judge(item: tuple[str, list[str], int]) -> tuple:
+            merge_hash, parents, epoch = item
+            kind = "two_parent" if len(parents) == 2 else "octopus"
+            p1, p2 = parents[0], parents[1]
+            if kind == "octopus":
+                return (merge_hash, len(parents), p1, p2, kind, None, "octopus", None, [], "", epoch)
+            if p1 not in present or p2 not in present:
+                missing = [p for p in (p1, p2) if p not in present]
+                return (merge_hash, 2, p1, p2, kind, None, "parent_missing", None, [],
+                        f"parent not in the repository (shallow clone?): {' '.join(missing)}", epoch)  # fmt: skip
+            status, unrelated, paths, detail = _merge_one(repo, env, p1, p2)
+            has_conflict = {"clean": False, "conflict": True}.get(status)
+            return (merge_hash, 2, p1, p2, kind, unrelated, status, has_conflict, paths, detail, epoch)
+
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            for start in range(0, len(todo), chunk):
+                rows = list(pool.map(judge, todo[start : start + chunk]))
+                _write_merges(warehouse, spec.name, rows)
+                for row in rows:
+                    status = row[6]
+                    result.examined += 1
+                    if status == "clean":
+                        result.clean += 1
+                    elif status == "conflict":
+                        result.conflict += 1
+                    elif status == "octopus":
+                        result.octopus += 1
+                    elif status == "parent_missing":
+                        result.parent_missing += 1
+                    else:
+                        result.errors += 1
+                    if row[5]:
+                        result.unrelated += 1
+                if progress:
+                    progress(len(rows))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _write_merges(warehouse: str | Path, repository: str, rows: Sequence[tuple]) -> None:
+    frame = pd.DataFrame(
+        rows,
+        columns=["merge_hash", "parent_count", "first_parent", "second_parent", "merge_kind",
+                 "unrelated", "status", "has_conflict", "paths", "detail", "epoch"],  # fmt: skip
+    )
+    frame["paths"] = frame["paths"].map(lambda p: "\0".join(p))
+    frame["unrelated"] = frame["unrelated"].astype(object)
+    frame["has_conflict"] = frame["has_conflict"].astype(object)
+    with connect(warehouse) as con:
+        con.register("new_merges", frame)
+        try:
+            con.execute(
+                """
+                INSERT INTO git.merges
+                SELECT ?, m.merge_hash, m.parent_count, m.first_parent, m.second_parent, m.merge_kind,
+                       m.unrelated::BOOLEAN, m.status, m.has_conflict::BOOLEAN,
+                       CASE WHEN m.paths = '' THEN []::VARCHAR[] ELSE string_split(m.paths, chr(0)) END,
+                       nullif(m.detail, ''), make_timestamp(m.epoch * 1000000)
+                FROM new_merges m
+                WHERE NOT EXISTS (SELECT 1 FROM git.merges x
+                                  WHERE x.repository = ? AND x.merge_hash = m.merge_hash)
+                """,
+                [repository, repository],
+            )
+        finally:
+            con.unregister("new_merges")
+
+
+METRICS_SQL = """
+WITH repo AS (
+    SELECT repository, repository_path, has_reflog FROM git.repositories WHERE repository = $repo
+),
+live AS (
+    SELECT * FROM git.commits WHERE repository = $repo AND is_reachable
+),
+merges AS (
+    SELECT m.* FROM git.merges m JOIN live c ON c.hash = m.merge_hash
+    WHERE m.repository = $repo AND m.merge_kind = 'two_parent' AND m.status IN ('clean', 'conflict')
+),
+m AS (
+    SELECT date_trunc('day', authored_at) AS ts, 'commits_per_day' AS metric_type,
+           count(*)::DOUBLE AS value FROM live GROUP BY 1
+    UNION ALL
+    SELECT date_trunc('day', authored_at), 'non_merge_commits_per_day', count(*)::DOUBLE
+    FROM live WHERE NOT is_merge GROUP BY 1
+    UNION ALL
+    SELECT date_trunc('day', authored_at), 'merge_commits_per_day', count(*)::DOUBLE
+    FROM live WHERE is_merge GROUP BY 1
+    UNION ALL
+    SELECT date_trunc('hour', authored_at), 'commits_per_hour', count(*)::DOUBLE FROM live GROUP BY 1
+    UNION ALL
+    SELECT date_trunc('day', occurred_at), 'branch_switches_per_day', count(*)::DOUBLE
+    FROM git.ref_events
+    WHERE repository = $repo AND ref_name = 'HEAD' AND is_switch
+      AND (SELECT has_reflog FROM repo) GROUP BY 1
+    UNION ALL
+    SELECT date_trunc('day', merged_at), 'two_parent_merges_per_day', count(*)::DOUBLE
+    FROM merges GROUP BY 1
+    UNION ALL
+    SELECT date_trunc('day', merged_at), 'merge_conflicts_per_day',
+           count(*) FILTER (WHERE has_conflict)::DOUBLE FROM merges GROUP BY 1
+    UNION ALL
+    SELECT date_trunc('day', merged_at), 'merge_conflict_rate_per_day',
+           (count(*) FILTER (WHERE has_conflict))::DOUBLE / count(*) FROM merges GROUP BY 1
+)
+SELECT (SELECT repository_path FROM repo), $repo, ts, metric_type, value FROM m
+"""
+
+
+def compute_metrics(warehouse: str | Path, spec: RepositorySpec) -> int:
+    """Recompute one repository's rows of the long ``git.metrics`` table."""
+    with connect(warehouse) as con:
+        ensure_git_schema(con)
+        known = con.execute(
+            "SELECT count(*) FROM git.repositories WHERE repository = ?", [spec.name]
+        ).fetchone()
+        if not known or not known[0]:
+            raise RepositoryError(spec.name, "has not been extracted yet; run refresh_repository first")
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM git.metrics WHERE repository = ?", [spec.name])
+            con.execute(f"INSERT INTO git.metrics {METRICS_SQL}", {"repo": spec.name})
+            row = con.execute(
+                "SELECT count(*) FROM git.metrics WHERE repository = ?", [spec.name]
+            ).fetchone()
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return int(row[0]) if row else 0

@@ -1,0 +1,200 @@
+"""Parse the byte stream of one ``git log`` run into commits and per-file churn.
+
+The stream comes from ``git log -z --numstat -M --date=raw --format=LOG_FORMAT``:
+every commit starts with ``\\x1e``, header fields are split by ``\\x1f``, the raw
+message ends with ``\\x1d``, and numstat entries follow, NUL-terminated
+(``ins\\tdel\\tpath`` or, for a rename, ``ins\\tdel\\t`` then old and new path).
+Nothing here starts a process: the parser takes byte chunks, so it is tested on
+literal bytes and fed by a pipe in production.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+LOG_FORMAT = "%x1e%H%x1f%P%x1f%aN%x1f%aE%x1f%ad%x1f%cN%x1f%cE%x1f%cd%x1f%B%x1d"
+LOG_ARGS = ["-z", "--numstat", "-M", "--date=raw", "--use-mailmap", f"--format={LOG_FORMAT}"]
+
+_RECORD = b"\x1e"
+_HASH_START = re.compile(rb"^[0-9a-f]{40,64}\x1f")
+
+BOT_PATTERNS = re.compile(
+    r"(\[bot\]|(^|[-_.\s])bot($|[-_.\s@])|dependabot|renovate|github-actions|pre-commit-ci|"
+    r"greenkeeper|snyk-bot|mergify|codecov|allcontributors|semantic-release)",
+    re.IGNORECASE,
+)
+
+
+def decode(raw: bytes) -> str:
+    """UTF-8 when it is; otherwise Latin-1, which maps every byte and keeps names readable."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def parse_raw_date(raw: str) -> tuple[int, int]:
+    """``'1704121200 -0500'`` to (epoch seconds, offset in minutes): (1704121200, -300)."""
+    try:
+        epoch_s, tz = raw.split(" ")
+        sign = -1 if tz[0] == "-" else 1
+        digits = tz.lstrip("+-")
+        minutes = sign * (int(digits[:-2] or 0) * 60 + int(digits[-2:]))
+        return int(epoch_s), minutes
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"unparseable git date {raw!r}") from exc
+
+
+def is_bot(name: str, email: str) -> bool:
+    return bool(BOT_PATTERNS.search(name) or BOT_PATTERNS.search(email.split("@")[0])) or email.endswith(
+        "[bot]@users.noreply.github.com"
+    )
+
+
+@dataclass
+class FileChange:
+    path: str
+    old_path: str | None
+    is_binary: bool
+    insertions: int | None
+    deletions: int | None
+
+
+@dataclass
+class Commit:
+    hash: str
+    parents: list[str]
+    author_name: str
+    author_email: str
+    authored_epoch: int
+    author_offset: int
+    committer_name: str
+    committer_email: str
+    committed_epoch: int
+    committer_offset: int
+    subject: str
+    body: str
+    files: list[FileChange] = field(default_factory=list)
+
+    @property
+    def insertions(self) -> int:
+        return sum(f.insertions or 0 for f in self.files)
+
+    @property
+    def deletions(self) -> int:
+        return sum(f.deletions or 0 for f in self.files)
+
+    @property
+    def binary_files(self) -> int:
+        return sum(1 for f in self.files if f.is_binary)
+
+
+def split_message(message: str) -> tuple[str, str]:
+    """Subject is the first paragraph joined into one line (as ``%s``), body the rest."""
+    message = message.strip("\n")
+    head, _, rest = message.partition("\n\n")
+    subject = " ".join(line.strip() for line in head.splitlines())
+    return subject, rest.strip("\n")
+
+
+def _parse_numstat(tail: bytes) -> list[FileChange]:
+    tokens = tail.split(b"\0")
+    files: list[FileChange] = []
+    i = 0
+    n = len(tokens)
+    while i < n:
+        tok = tokens[i].lstrip(b"\n")
+        i += 1
+        if not tok:
+            continue
+        parts = tok.split(b"\t", 2)
+        if len(parts) != 3:
+            raise ValueError(f"unexpected numstat entry {tok[:200]!r}")
+        ins_b, del_b, path_b = parts
+        old_path: str | None = None
+        if not path_b:  # rename or copy: old and new path follow as their own tokens
+            old_path = decode(tokens[i])
+            path_b = tokens[i + 1]
+            i += 2
+        binary = ins_b == b"-"
+        files.append(
+            FileChange(
+                path=decode(path_b),
+                old_path=old_path,
+                is_binary=binary,
+                insertions=None if binary else int(ins_b),
+                deletions=None if binary else int(del_b),
+            )
+        )
+    return files
+
+
+def parse_record(record: bytes) -> Commit:
+    """One commit's bytes (without the leading ``\\x1e``)."""
+    head, sep, tail = record.partition(b"\x1d")
+    if not sep:
+        raise ValueError(f"commit record without message terminator: {record[:120]!r}")
+    fields = head.split(b"\x1f", 8)
+    if len(fields) != 9:
+        raise ValueError(f"commit record with {len(fields)} fields, expected 9: {record[:120]!r}")
+    a_epoch, a_off = parse_raw_date(fields[4].decode("ascii"))
+    c_epoch, c_off = parse_raw_date(fields[7].decode("ascii"))
+    subject, body = split_message(decode(fields[8]))
+    return Commit(
+        hash=fields[0].decode("ascii"),
+        parents=fields[1].decode("ascii").split(),
+        author_name=decode(fields[2]),
+        author_email=decode(fields[3]),
+        authored_epoch=a_epoch,
+        author_offset=a_off,
+        committer_name=decode(fields[5]),
+        committer_email=decode(fields[6]),
+        committed_epoch=c_epoch,
+        committer_offset=c_off,
+        subject=subject,
+        body=body,
+        files=_parse_numstat(tail),
+    )
+
+
+def iter_records(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Split a chunked stream into commit records.
+
+    A ``\\x1e`` inside a commit message would look like a record start, so a
+    record is only released once the next piece is seen to begin with a hash
+    and a field separator; anything else is glued back onto the record.
+    """
+    pending = b""
+    held: bytes | None = None
+    for chunk in chunks:
+        if not chunk:
+            continue
+        pending += chunk
+        pieces = pending.split(_RECORD)
+        pending = pieces.pop()
+        for piece in pieces:
+            if held is None:
+                if piece:
+                    held = piece
+                continue
+            if _HASH_START.match(piece):
+                yield held
+                held = piece
+            else:
+                held += _RECORD + piece
+    if pending:
+        if held is not None and not _HASH_START.match(pending):
+            held += _RECORD + pending
+        else:
+            if held is not None:
+                yield held
+            held = pending
+    if held is not None:
+        yield held
+
+
+def parse_log_stream(chunks: Iterable[bytes]) -> Iterator[Commit]:
+    for record in iter_records(chunks):
+        yield parse_record(record)
