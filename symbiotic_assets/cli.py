@@ -1,0 +1,213 @@
+"""The ``symbiotic`` command line.
+
+``symbiotic run`` materializes everything for every configured repository,
+recording runs in the same Dagster instance that ``dagster dev`` shows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from symbiotic_assets.config import ConfigError, add_repository_to_config, load_settings
+
+app = typer.Typer(
+    name="symbiotic",
+    help=(
+        "Symbiotic: git history, fix-attempt memory, semantic search and cross-project analytics "
+        "for AI-assisted software teams, built as Dagster assets over DuckDB.\n\n"
+        "Start with `symbiotic run` (extracts every configured repository into the warehouse), "
+        "then `make dev` for the Dagster UI. Repositories are listed in symbiotic.yaml; with none "
+        "configured, this project's own repository is used."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+repos_app = typer.Typer(help="List and add the repositories Symbiotic reads.", no_args_is_help=True)
+app.add_typer(repos_app, name="repos")
+
+console = Console()
+
+DAGSTER_YAML = """\
+# Written by `symbiotic run` on first use. Steps that write the DuckDB warehouse share
+# the pool `duckdb_warehouse`; one at a time may hold it (DuckDB allows one writer).
+concurrency:
+  pools:
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+def prepare_dagster_home() -> Path:
+    """Point DAGSTER_HOME at $SYMBIOTIC_HOME/dagster (unless set) and give it a dagster.yaml."""
+    settings = load_settings()
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(DAGSTER_YAML, encoding="utf-8")
+    return home
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def run(
+    repository: Annotated[
+        list[str] | None,
+        typer.Option("--repository", "-r", help="Only these repositories (by name); repeatable."),
+    ] = None,
+) -> None:
+    """Materialize everything: git history, merges and metrics for each repository."""
+    try:
+        settings = load_settings()
+        specs = settings.all_repositories()
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    if repository:
+        unknown = sorted(set(repository) - {s.name for s in specs})
+        if unknown:
+            _fail(f"unknown repositories {', '.join(unknown)}; see `symbiotic repos list`")
+        specs = [s for s in specs if s.name in repository]
+    if not specs:
+        _fail("no repositories configured; add one with `symbiotic repos add PATH`")
+    prepare_dagster_home()
+
+    import dagster as dg
+
+    from symbiotic_assets.definitions import defs
+    from symbiotic_assets.git.assets import repositories_partitions
+
+    instance = dg.DagsterInstance.get()
+    known = set(instance.get_dynamic_partitions(repositories_partitions.name or ""))
+    new = [s.name for s in specs if s.name not in known]
+    if new:
+        instance.add_dynamic_partitions(repositories_partitions.name or "", new)
+    job = defs.resolve_job_def("git_refresh")
+
+    outcomes: list[tuple[str, bool, str]] = []
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("repositories", total=len(specs))
+        for spec in specs:
+            progress.update(task, description=f"{spec.name}")
+            result = job.execute_in_process(
+                partition_key=spec.name, instance=instance, raise_on_error=False
+            )
+            error = ""
+            if not result.success:
+                failures = [e for e in result.all_events if e.is_step_failure]
+                if failures and failures[0].step_failure_data:
+                    error = failures[0].step_failure_data.error.message.strip().splitlines()[-1]
+                else:
+                    error = "run failed"
+            outcomes.append((spec.name, result.success, error))
+            progress.advance(task)
+
+    _print_summary(settings.warehouse, outcomes)
+    if any(not ok for _, ok, _ in outcomes):
+        raise typer.Exit(code=1)
+
+
+def _print_summary(warehouse: str, outcomes: list[tuple[str, bool, str]]) -> None:
+    from symbiotic_assets.warehouse import connect
+
+    table = Table(title="Symbiotic: what was built")
+    for col in ("repository", "status", "commits", "merges", "conflicts", "branch switches"):
+        table.add_column(col)
+    stats: dict[str, tuple] = {}
+    try:
+        with connect(warehouse, read_only=True, wait_seconds=10) as con:
+            rows = con.execute(
+                """
+                SELECT r.repository,
+                       (SELECT count(*) FROM git.commits c WHERE c.repository = r.repository AND c.is_reachable),
+                       (SELECT count(*) FROM git.merges m WHERE m.repository = r.repository),
+                       (SELECT count(*) FROM git.merges m WHERE m.repository = r.repository AND m.has_conflict),
+                       CASE WHEN r.has_reflog THEN (SELECT count(*) FROM git.ref_events e
+                            WHERE e.repository = r.repository AND e.ref_name = 'HEAD' AND e.is_switch)::VARCHAR
+                            ELSE 'unknown (no reflog)' END
+                FROM git.repositories r
+                """
+            ).fetchall()
+            stats = {r[0]: r[1:] for r in rows}
+    except Exception as exc:  # the summary must not hide the run's own outcome
+        console.print(f"[yellow]could not read the warehouse for the summary: {exc}[/yellow]")
+    for name, ok, error in outcomes:
+        s = stats.get(name, ("-", "-", "-", "-"))
+        status = "[green]ok[/green]" if ok else f"[red]failed[/red]: {error}"
+        table.add_row(name, status, *(str(x) for x in s))
+    console.print(table)
+    console.print(f"Warehouse: [bold]{warehouse}[/bold]  (tables in schema git)")
+    console.print("Dagster UI: [bold]make dev[/bold] (runs and assets recorded in $SYMBIOTIC_HOME/dagster)")
+
+
+@repos_app.command("list")
+def repos_list() -> None:
+    """Show configured and discovered repositories and whether each can be read."""
+    from symbiotic_assets.git.repository import GitRepository, RepositoryError
+
+    try:
+        settings = load_settings()
+        specs = settings.all_repositories()
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    table = Table(title=f"Repositories ({settings.config_file or 'no symbiotic.yaml: default'})")
+    table.add_column("name")
+    table.add_column("path")
+    table.add_column("status")
+    for spec in specs:
+        try:
+            GitRepository.open(spec.name, spec.path)
+            status = "[green]readable[/green]"
+        except RepositoryError as exc:
+            status = f"[red]{exc.cause}[/red]"
+        table.add_row(spec.name, str(spec.path), status)
+    console.print(table)
+
+
+@repos_app.command("add")
+def repos_add(
+    path: Annotated[Path, typer.Argument(help="A local git repository (work tree or bare).")],
+    name: Annotated[str | None, typer.Option(help="Partition name; default: the folder name.")] = None,
+    config: Annotated[Path, typer.Option(help="Configuration file to write.")] = Path("symbiotic.yaml"),
+) -> None:
+    """Add a repository to symbiotic.yaml (checked to be a readable git repository first)."""
+    from symbiotic_assets.config import slugify
+    from symbiotic_assets.git.repository import GitRepository, RepositoryError
+
+    label = name or slugify(path.resolve().name)
+    try:
+        GitRepository.open(label, path)
+        spec = add_repository_to_config(config, path, name)
+    except (RepositoryError, ConfigError) as exc:
+        _fail(str(exc))
+        return
+    console.print(f"added [bold]{spec.name}[/bold] ({spec.path}) to {config}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
