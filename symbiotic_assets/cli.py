@@ -68,6 +68,9 @@ def run(
         list[str] | None,
         typer.Option("--repository", "-r", help="Only these repositories (by name); repeatable."),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show Dagster's step logs.")
+    ] = False,
 ) -> None:
     """Materialize everything: git history, merges and metrics for each repository."""
     try:
@@ -84,6 +87,7 @@ def run(
     if not specs:
         _fail("no repositories configured; add one with `symbiotic repos add PATH`")
     prepare_dagster_home()
+    verbosity = "INFO" if verbose else "WARNING"
 
     import dagster as dg
 
@@ -110,7 +114,10 @@ def run(
         for spec in specs:
             progress.update(task, description=f"{spec.name}")
             result = job.execute_in_process(
-                partition_key=spec.name, instance=instance, raise_on_error=False
+                partition_key=spec.name,
+                instance=instance,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": verbosity}}}},
             )
             error = ""
             if not result.success:
@@ -157,7 +164,9 @@ def _print_summary(warehouse: str, outcomes: list[tuple[str, bool, str]]) -> Non
         table.add_row(name, status, *(str(x) for x in s))
     console.print(table)
     console.print(f"Warehouse: [bold]{warehouse}[/bold]  (tables in schema git)")
-    console.print("Dagster UI: [bold]make dev[/bold] (runs and assets recorded in $SYMBIOTIC_HOME/dagster)")
+    console.print(
+        "Dagster UI: [bold]make dev[/bold] (runs and assets recorded in $SYMBIOTIC_HOME/dagster)"
+    )
 
 
 @repos_app.command("list")
@@ -188,8 +197,12 @@ def repos_list() -> None:
 @repos_app.command("add")
 def repos_add(
     path: Annotated[Path, typer.Argument(help="A local git repository (work tree or bare).")],
-    name: Annotated[str | None, typer.Option(help="Partition name; default: the folder name.")] = None,
-    config: Annotated[Path, typer.Option(help="Configuration file to write.")] = Path("symbiotic.yaml"),
+    name: Annotated[
+        str | None, typer.Option(help="Partition name; default: the folder name.")
+    ] = None,
+    config: Annotated[Path, typer.Option(help="Configuration file to write.")] = Path(
+        "symbiotic.yaml"
+    ),
 ) -> None:
     """Add a repository to symbiotic.yaml (checked to be a readable git repository first)."""
     from symbiotic_assets.config import slugify

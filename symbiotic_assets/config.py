@@ -197,7 +197,8 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
     base = cfg_path.parent if cfg_path else Path.cwd()
 
     repos = [
-        _repository_from_yaml(item, base, i) for i, item in enumerate(data.get("repositories") or [])
+        _repository_from_yaml(item, base, i)
+        for i, item in enumerate(data.get("repositories") or [])
     ]
     scans: list[ScanSpec] = []
     for i, item in enumerate(data.get("scan") or []):
@@ -215,7 +216,7 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
         repos.append(_repository_from_yaml({"path": raw}, Path.cwd(), j))
 
     if not repos and not scans:
-        repos = [RepositorySpec(name=slugify(PROJECT_ROOT.name), path=PROJECT_ROOT)]
+        repos = [RepositorySpec(name="symbiotic", path=PROJECT_ROOT)]
 
     settings_block = data.get("settings") or {}
     warehouse = os.environ.get("SYMBIOTIC_WAREHOUSE") or str(
@@ -232,14 +233,18 @@ def load_settings(config_file: str | Path | None = None) -> Settings:
     )
 
 
-def add_repository_to_config(config_file: Path, path: Path, name: str | None = None) -> RepositorySpec:
+def add_repository_to_config(
+    config_file: Path, path: Path, name: str | None = None
+) -> RepositorySpec:
     """Append a repository to the YAML file (created if missing); refuses duplicates."""
     data: dict[str, Any] = {}
     if config_file.is_file():
         data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
     repos = list(data.get("repositories") or [])
     spec = _repository_from_yaml(
-        {"path": str(path), **({"name": name} if name else {})}, config_file.parent.resolve(), len(repos)
+        {"path": str(path), **({"name": name} if name else {})},
+        config_file.parent.resolve(),
+        len(repos),
     )
     existing = [
         _repository_from_yaml(item, config_file.parent.resolve(), i) for i, item in enumerate(repos)

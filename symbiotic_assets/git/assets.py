@@ -5,8 +5,6 @@ extraction functions in ``extract.py``, and report counts as metadata. Checks
 that compare with git itself run inside the same step, right after the write.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 
 import dagster as dg
@@ -60,22 +58,40 @@ def _duplicates(warehouse: WarehouseResource, table: str, key: str, repository: 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(REPOSITORIES, description="One row per repository: path, default branch, reflog "
-                     "availability, shallow/bare flags, commit count, fingerprint of its tips."),
-        dg.AssetSpec(COMMITS, description="Every commit reachable from a branch, remote branch, tag or "
-                     "HEAD (mailmap applied, UTC timestamps with original offsets, churn, bot flag). "
-                     "Commits a rewrite left behind are kept with is_reachable = false."),
-        dg.AssetSpec(COMMIT_FILES, description="Per-file insertions/deletions of each commit; binary "
-                     "files flagged (NULL lines), renames with their old path."),
-        dg.AssetSpec(REFS, description="Branches, remote branches and tags: tip, tip date, merged into "
-                     "the default branch."),
-        dg.AssetSpec(REF_EVENTS, description="Reflog events (checkout/switch, branch created, commit, "
-                     "merge, rebase, reset, ...) and branch deletions seen between snapshots."),
+        dg.AssetSpec(
+            REPOSITORIES,
+            description="One row per repository: path, default branch, reflog "
+            "availability, shallow/bare flags, commit count, fingerprint of its tips.",
+        ),
+        dg.AssetSpec(
+            COMMITS,
+            description="Every commit reachable from a branch, remote branch, tag or "
+            "HEAD (mailmap applied, UTC timestamps with original offsets, churn, bot flag). "
+            "Commits a rewrite left behind are kept with is_reachable = false.",
+        ),
+        dg.AssetSpec(
+            COMMIT_FILES,
+            description="Per-file insertions/deletions of each commit; binary "
+            "files flagged (NULL lines), renames with their old path.",
+        ),
+        dg.AssetSpec(
+            REFS,
+            description="Branches, remote branches and tags: tip, tip date, merged into "
+            "the default branch.",
+        ),
+        dg.AssetSpec(
+            REF_EVENTS,
+            description="Reflog events (checkout/switch, branch created, commit, "
+            "merge, rebase, reset, ...) and branch deletions seen between snapshots.",
+        ),
     ],
     check_specs=[
-        dg.AssetCheckSpec("commit_count_matches_git", asset=COMMITS,
-                          description="Reachable commits stored = git rev-list --count over branches, "
-                          "remotes, tags and HEAD."),
+        dg.AssetCheckSpec(
+            "commit_count_matches_git",
+            asset=COMMITS,
+            description="Reachable commits stored = git rev-list --count over branches, "
+            "remotes, tags and HEAD.",
+        ),
         dg.AssetCheckSpec("no_duplicate_commits", asset=COMMITS),
         dg.AssetCheckSpec("no_duplicate_ref_events", asset=REF_EVENTS),
     ],
@@ -104,11 +120,17 @@ def git_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
             f"events in {result.seconds:.2f}s"
         )
     if result.is_shallow:
-        context.log.warning(f"{spec.name}: shallow clone; history before the shallow boundary is absent")
+        context.log.warning(
+            f"{spec.name}: shallow clone; history before the shallow boundary is absent"
+        )
     if not result.has_reflog:
         context.log.warning(f"{spec.name}: no reflog; branch switches are unknown for it")
 
-    common = {"repository": spec.name, "repository_path": result.repository_path, "noop": result.noop}
+    common = {
+        "repository": spec.name,
+        "repository_path": result.repository_path,
+        "noop": result.noop,
+    }
     yield dg.MaterializeResult(asset_key=REPOSITORIES, metadata={
         **common, "default_branch": result.default_branch or "", "has_reflog": result.has_reflog,
         "is_shallow": result.is_shallow})  # fmt: skip
@@ -116,7 +138,9 @@ def git_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
         **common, "new_commits": result.new_commits, "reachable_commits": result.reachable_commits,
         "now_unreachable": result.now_unreachable, "reachable_again": result.reachable_again,
         "seconds": round(result.seconds, 3)})  # fmt: skip
-    yield dg.MaterializeResult(asset_key=COMMIT_FILES, metadata={**common, "new_rows": result.new_files})
+    yield dg.MaterializeResult(
+        asset_key=COMMIT_FILES, metadata={**common, "new_rows": result.new_files}
+    )
     yield dg.MaterializeResult(asset_key=REFS, metadata={**common, "refs": result.refs})
     yield dg.MaterializeResult(asset_key=REF_EVENTS, metadata={
         **common, "new_events": result.new_ref_events,

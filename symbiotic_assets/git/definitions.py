@@ -1,11 +1,14 @@
 """Everything about the git source in one place: assets, job, sensor, schedule."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from symbiotic_assets.config import ConfigError, load_settings
-from symbiotic_assets.git.assets import git_history, git_merges, git_metrics, repositories_partitions
+from symbiotic_assets.git.assets import (
+    git_history,
+    git_merges,
+    git_metrics,
+    repositories_partitions,
+)
 
 git_refresh_job = dg.define_asset_job(
     "git_refresh",
@@ -32,7 +35,9 @@ def repository_discovery_sensor(context: dg.SensorEvaluationContext) -> dg.Senso
         return dg.SensorResult(skip_reason=f"{len(wanted)} repositories, none new")
     return dg.SensorResult(
         dynamic_partitions_requests=[repositories_partitions.build_add_request(new)],
-        run_requests=[dg.RunRequest(partition_key=name, run_key=f"discovered:{name}") for name in new],
+        run_requests=[
+            dg.RunRequest(partition_key=name, run_key=f"discovered:{name}") for name in new
+        ],
     )
 
 

@@ -90,7 +90,9 @@ def history_tips(refs: Sequence[Ref], head_hash: str | None) -> list[str]:
     return sorted(tips)
 
 
-def choose_default_branch(refs: Sequence[Ref], configured: str | None, head_ref: str | None) -> str | None:
+def choose_default_branch(
+    refs: Sequence[Ref], configured: str | None, head_ref: str | None
+) -> str | None:
     branches = {r.short_name for r in refs if r.ref_type == "branch"}
     remotes = {r.short_name: r for r in refs if r.ref_type == "remote_branch"}
     if configured:
@@ -112,7 +114,9 @@ def choose_default_branch(refs: Sequence[Ref], configured: str | None, head_ref:
 def fingerprint(repo: GitRepository, refs: Sequence[Ref], head_ref: str | None, head_hash: str | None,
                 reflog_signature: str, default_branch: str | None) -> str:  # fmt: skip
     h = hashlib.sha1()
-    h.update(f"{repo.path}\0{head_ref}\0{head_hash}\0{reflog_signature}\0{default_branch}\n".encode())
+    h.update(
+        f"{repo.path}\0{head_ref}\0{head_hash}\0{reflog_signature}\0{default_branch}\n".encode()
+    )
     for r in sorted(refs, key=lambda r: r.ref_name):
         h.update(f"{r.ref_name}\0{r.tip_hash}\0{r.symref}\n".encode())
     return h.hexdigest()
@@ -246,7 +250,9 @@ def _hash_frame(hashes: Iterable[str]) -> pd.DataFrame:
     return pd.DataFrame({"hash": pd.Series(list(hashes), dtype=object)})
 
 
-def _mark_unreachable(con: duckdb.DuckDBPyConnection, repository: str, hashes: Iterable[str]) -> int:
+def _mark_unreachable(
+    con: duckdb.DuckDBPyConnection, repository: str, hashes: Iterable[str]
+) -> int:
     con.register("gone", _hash_frame(hashes))
     try:
         row = con.execute(
@@ -261,7 +267,9 @@ def _mark_unreachable(con: duckdb.DuckDBPyConnection, repository: str, hashes: I
     return int(row[0]) if row else 0
 
 
-def _keep_only_reachable(con: duckdb.DuckDBPyConnection, repository: str, reachable: Iterable[str]) -> int:
+def _keep_only_reachable(
+    con: duckdb.DuckDBPyConnection, repository: str, reachable: Iterable[str]
+) -> int:
     con.register("alive", _hash_frame(reachable))
     try:
         row = con.execute(
@@ -374,14 +382,16 @@ def refresh_repository(
         ).fetchone()
         has_stored = bool(stored and stored[0])
 
-    old_tips = sorted({t for _, _, t in prev_refs if t} | ({prev[1]} if prev and prev[1] else set()))
+    old_tips = sorted(
+        {t for _, _, t in prev_refs if t} | ({prev[1]} if prev and prev[1] else set())
+    )
     old_present = repo.existing_commits(old_tips) if has_stored else set()
     old_missing = [t for t in old_tips if t not in old_present]
 
     # 1. new commits: reachable now, not reachable from what we stored last time
     revs = list(tips)
     if has_stored and old_present:
-        revs += ["--not", *sorted(old_present)]
+        revs += [f"^{t}" for t in sorted(old_present)]
     if tips and total_hint is not None:
         out = _run_with_stdin(repo, ["rev-list", "--count", "--stdin"], revs)
         total_hint(int(out.strip() or 0))
@@ -419,7 +429,7 @@ def refresh_repository(
                 result.now_unreachable = _keep_only_reachable(con, spec.name, reachable)
             elif old_present:
                 gone = _run_with_stdin(
-                    repo, ["rev-list", "--stdin"], [*sorted(old_present), "--not", *tips]
+                    repo, ["rev-list", "--stdin"], [*sorted(old_present), *(f"^{t}" for t in tips)]
                 ).split()
                 if gone:
                     result.now_unreachable = _mark_unreachable(con, spec.name, gone)
@@ -432,14 +442,22 @@ def refresh_repository(
             except OSError:
                 continue
         events = parse_reflogs(contents, spec.name)
-        result.new_ref_events = _insert_ref_events(con, spec.name, _ref_events_frame(events, "reflog"))
+        result.new_ref_events = _insert_ref_events(
+            con, spec.name, _ref_events_frame(events, "reflog")
+        )
         now_branches = {r.ref_name for r in refs if r.ref_type == "branch"}
-        deleted = [(name, tip) for name, rtype, tip in prev_refs if rtype == "branch" and name not in now_branches]
+        deleted = [
+            (name, tip)
+            for name, rtype, tip in prev_refs
+            if rtype == "branch" and name not in now_branches
+        ]
         if deleted:
             now_epoch = int(time.time())
             deletion_events = [
                 RefEvent(
-                    event_key=hashlib.sha1(f"{spec.name}\0{name}\0{tip}\0deleted\0{fp}".encode()).hexdigest(),
+                    event_key=hashlib.sha1(
+                        f"{spec.name}\0{name}\0{tip}\0deleted\0{fp}".encode()
+                    ).hexdigest(),
                     ref_name=name,
                     event_type="branch_deleted",
                     from_ref=name.removeprefix("refs/heads/"),
@@ -478,7 +496,8 @@ def refresh_repository(
                 "tip_hash": pd.Series([r.tip_hash for r in refs], dtype=object),
                 "tip_epoch": pd.Series([r.tip_committed_epoch for r in refs], dtype="Int64"),
                 "is_default": pd.Series(
-                    [r.short_name == default_branch and r.ref_type != "tag" for r in refs], dtype=bool
+                    [r.short_name == default_branch and r.ref_type != "tag" for r in refs],
+                    dtype=bool,
                 ),
                 "is_merged": pd.Series(
                     [(r.ref_name in merged) if default_tip else None for r in refs], dtype=object
@@ -509,8 +528,17 @@ def refresh_repository(
                 INSERT INTO git.repositories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)
                 """,
                 [
-                    spec.name, str(repo.path), default_branch, repo.is_bare, shallow, bool(reflog_files),
-                    head_ref, head_hash, fp, counts[0] if counts else 0, counts[1] if counts else None,
+                    spec.name,
+                    str(repo.path),
+                    default_branch,
+                    repo.is_bare,
+                    shallow,
+                    bool(reflog_files),
+                    head_ref,
+                    head_hash,
+                    fp,
+                    counts[0] if counts else 0,
+                    counts[1] if counts else None,
                 ],
             )
             con.execute("COMMIT")
@@ -529,15 +557,29 @@ def _run_with_stdin(repo: GitRepository, args: Sequence[str], lines: Sequence[st
     return b"".join(repo.stream(args, stdin_lines=lines)).decode()
 
 
-def _merge_one(repo: GitRepository, env: dict[str, str], p1: str, p2: str) -> tuple[str, bool, list[str], str]:
+def _merge_one(
+    repo: GitRepository, env: dict[str, str], p1: str, p2: str
+) -> tuple[str, bool, list[str], str]:
     """Re-run one two-parent merge: (status, unrelated, conflicted paths, detail)."""
-    base = ["git", "-C", str(repo.path), "merge-tree", "--write-tree", "--name-only", "-z", "--no-messages"]
+    base = [
+        "git",
+        "-C",
+        str(repo.path),
+        "merge-tree",
+        "--write-tree",
+        "--name-only",
+        "-z",
+        "--no-messages",
+    ]
     unrelated = False
     proc = subprocess.run([*base, p1, p2], env=env, capture_output=True, check=False)
     if proc.returncode not in (0, 1) and b"unrelated histories" in proc.stderr:
         unrelated = True
         proc = subprocess.run(
-            [*base, "--allow-unrelated-histories", p1, p2], env=env, capture_output=True, check=False
+            [*base, "--allow-unrelated-histories", p1, p2],
+            env=env,
+            capture_output=True,
+            check=False,
         )
     if proc.returncode == 0:
         return "clean", unrelated, [], ""
@@ -602,14 +644,38 @@ def detect_merge_conflicts(
             kind = "two_parent" if len(parents) == 2 else "octopus"
             p1, p2 = parents[0], parents[1]
             if kind == "octopus":
-                return (merge_hash, len(parents), p1, p2, kind, None, "octopus", None, [], "", epoch)
+                return (
+                    merge_hash,
+                    len(parents),
+                    p1,
+                    p2,
+                    kind,
+                    None,
+                    "octopus",
+                    None,
+                    [],
+                    "",
+                    epoch,
+                )
             if p1 not in present or p2 not in present:
                 missing = [p for p in (p1, p2) if p not in present]
                 return (merge_hash, 2, p1, p2, kind, None, "parent_missing", None, [],
                         f"parent not in the repository (shallow clone?): {' '.join(missing)}", epoch)  # fmt: skip
             status, unrelated, paths, detail = _merge_one(repo, env, p1, p2)
             has_conflict = {"clean": False, "conflict": True}.get(status)
-            return (merge_hash, 2, p1, p2, kind, unrelated, status, has_conflict, paths, detail, epoch)
+            return (
+                merge_hash,
+                2,
+                p1,
+                p2,
+                kind,
+                unrelated,
+                status,
+                has_conflict,
+                paths,
+                detail,
+                epoch,
+            )
 
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
             for start in range(0, len(todo), chunk):
@@ -639,8 +705,19 @@ def detect_merge_conflicts(
 def _write_merges(warehouse: str | Path, repository: str, rows: Sequence[tuple]) -> None:
     frame = pd.DataFrame(
         rows,
-        columns=["merge_hash", "parent_count", "first_parent", "second_parent", "merge_kind",
-                 "unrelated", "status", "has_conflict", "paths", "detail", "epoch"],  # fmt: skip
+        columns=[
+            "merge_hash",
+            "parent_count",
+            "first_parent",
+            "second_parent",
+            "merge_kind",
+            "unrelated",
+            "status",
+            "has_conflict",
+            "paths",
+            "detail",
+            "epoch",
+        ],  # fmt: skip
     )
     frame["paths"] = frame["paths"].map(lambda p: "\0".join(p))
     frame["unrelated"] = frame["unrelated"].astype(object)
@@ -714,7 +791,9 @@ def compute_metrics(warehouse: str | Path, spec: RepositorySpec) -> int:
             "SELECT count(*) FROM git.repositories WHERE repository = ?", [spec.name]
         ).fetchone()
         if not known or not known[0]:
-            raise RepositoryError(spec.name, "has not been extracted yet; run refresh_repository first")
+            raise RepositoryError(
+                spec.name, "has not been extracted yet; run refresh_repository first"
+            )
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute("DELETE FROM git.metrics WHERE repository = ?", [spec.name])

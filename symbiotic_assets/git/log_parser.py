@@ -48,9 +48,9 @@ def parse_raw_date(raw: str) -> tuple[int, int]:
 
 
 def is_bot(name: str, email: str) -> bool:
-    return bool(BOT_PATTERNS.search(name) or BOT_PATTERNS.search(email.split("@")[0])) or email.endswith(
-        "[bot]@users.noreply.github.com"
-    )
+    return bool(
+        BOT_PATTERNS.search(name) or BOT_PATTERNS.search(email.split("@")[0])
+    ) or email.endswith("[bot]@users.noreply.github.com")
 
 
 @dataclass

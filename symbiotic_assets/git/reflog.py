@@ -106,7 +106,13 @@ def parse_reflog(ref_name: str, content: bytes, repository: str) -> list[RefEven
         occurrence = seen[raw]
         seen[raw] += 1
         key = hashlib.sha1(
-            repository.encode() + b"\0" + ref_name.encode() + b"\0" + raw + b"\0" + str(occurrence).encode()
+            repository.encode()
+            + b"\0"
+            + ref_name.encode()
+            + b"\0"
+            + raw
+            + b"\0"
+            + str(occurrence).encode()
         ).hexdigest()
         message = decode(m.group("msg") or b"")
         event_type, from_ref, to_ref = classify(message)

@@ -7,14 +7,17 @@ bytes, so non-UTF-8 names and paths reach the parser intact.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import git
 
@@ -74,7 +77,9 @@ class GitRepository:
     def open(cls, name: str, path: str | Path) -> GitRepository:
         raw = str(path)
         if raw.startswith("-") or "::" in raw or "://" in raw:
-            raise RepositoryError(name, f"{raw!r} is not a local path (URLs and options are refused)")
+            raise RepositoryError(
+                name, f"{raw!r} is not a local path (URLs and options are refused)"
+            )
         p = Path(raw).expanduser()
         if not p.exists():
             raise RepositoryError(name, f"path {p} does not exist")
@@ -83,20 +88,33 @@ class GitRepository:
         version = _git_version()
         if version < MIN_GIT_VERSION:
             raise RepositoryError(
-                name, f"git {version[0]}.{version[1]} is too old; merge-tree --write-tree needs 2.38+"
+                name,
+                f"git {version[0]}.{version[1]} is too old; merge-tree --write-tree needs 2.38+",
             )
         probe = git.Git(str(p))
         try:
             out = probe.execute(
-                ["git", "rev-parse", "--path-format=absolute", "--git-dir", "--is-bare-repository",
-                 "--show-toplevel"],
+                [
+                    "git",
+                    "rev-parse",
+                    "--path-format=absolute",
+                    "--git-dir",
+                    "--is-bare-repository",
+                    "--show-toplevel",
+                ],
                 with_extended_output=False,
             )
         except git.GitCommandError as exc:
             # --show-toplevel fails in a bare repository; try again without it
             try:
                 out = probe.execute(
-                    ["git", "rev-parse", "--path-format=absolute", "--git-dir", "--is-bare-repository"]
+                    [
+                        "git",
+                        "rev-parse",
+                        "--path-format=absolute",
+                        "--git-dir",
+                        "--is-bare-repository",
+                    ]
                 )
             except git.GitCommandError:
                 stderr = (exc.stderr or "").strip().replace("\n", " ")
@@ -112,12 +130,15 @@ class GitRepository:
             top = Path(lines[2]).resolve()
             if top != p.resolve():
                 raise RepositoryError(
-                    name, f"{p} is inside the repository at {top}, not its top level; configure {top}"
+                    name,
+                    f"{p} is inside the repository at {top}, not its top level; configure {top}",
                 )
         return cls(name, p.resolve(), git_dir, is_bare)
 
     # -- running git ---------------------------------------------------------------------
-    def run(self, args: Sequence[str], *, ok_codes: Sequence[int] = (0,)) -> tuple[int, bytes, bytes]:
+    def run(
+        self, args: Sequence[str], *, ok_codes: Sequence[int] = (0,)
+    ) -> tuple[int, bytes, bytes]:
         """Run a git command to completion, returning (status, stdout, stderr) as bytes."""
         status, out, err = self._git.execute(
             ["git", *_GIT_CONFIG, *args],
@@ -135,54 +156,50 @@ class GitRepository:
     def text(self, args: Sequence[str]) -> str:
         return _text(self.run(args)[1])
 
-    def stream(self, args: Sequence[str], stdin_lines: Sequence[str] | None = None) -> Iterator[bytes]:
-        """Stream a command's stdout in chunks; raise with its stderr if it fails."""
-        stdin_file = None
-        if stdin_lines is not None:
-            stdin_file = tempfile.TemporaryFile()
-            stdin_file.write(("\n".join(stdin_lines) + "\n").encode())
-            stdin_file.seek(0)
-        err_file = tempfile.TemporaryFile()
-        try:
+    def stream(
+        self, args: Sequence[str], stdin_lines: Sequence[str] | None = None
+    ) -> Iterator[bytes]:
+        """Stream a command's stdout in chunks; raise with its stderr if it fails.
+
+        Revisions go through a temporary file on stdin (``--stdin``), so thousands of
+        tips never hit the command-line length limit.
+        """
+        with contextlib.ExitStack() as stack:
+            stdin: Any = subprocess.DEVNULL
+            if stdin_lines is not None:
+                stdin = stack.enter_context(tempfile.TemporaryFile())
+                stdin.write(("\n".join(stdin_lines) + "\n").encode())
+                stdin.seek(0)
             proc = self._git.execute(
                 ["git", *_GIT_CONFIG, *args],
                 as_process=True,
-                istream=stdin_file if stdin_file is not None else subprocess.DEVNULL,
+                istream=stdin,
                 stdout_as_string=False,
             )
             popen = proc.proc
-            assert popen is not None and popen.stdout is not None
+            assert popen is not None and popen.stdout is not None and popen.stderr is not None
             # GitPython leaves stderr as a pipe; drain it in the background so a
             # chatty git never blocks on a full pipe while we read stdout.
-            import threading
-
             err_chunks: list[bytes] = []
-
-            def drain() -> None:
-                assert popen.stderr is not None
-                for line in popen.stderr:
-                    err_chunks.append(line)
-
-            t = threading.Thread(target=drain, daemon=True)
-            t.start()
-            read = popen.stdout.read1 if hasattr(popen.stdout, "read1") else popen.stdout.read
-            while True:
-                chunk = read(CHUNK_BYTES)
-                if not chunk:
-                    break
-                yield chunk
+            stderr = popen.stderr
+            drain = threading.Thread(target=lambda: err_chunks.extend(stderr), daemon=True)
+            drain.start()
+            read = getattr(popen.stdout, "read1", popen.stdout.read)
+            try:
+                while chunk := read(CHUNK_BYTES):
+                    yield chunk
+            except GeneratorExit:
+                popen.kill()
+                popen.wait()
+                raise
             status = popen.wait()
-            t.join(timeout=5)
+            drain.join(timeout=5)
             if status != 0:
                 raise RepositoryError(
                     self.name,
                     f"git {' '.join(args[:2])} failed with status {status}: "
                     f"{_text(b''.join(err_chunks)).strip()[:500]}",
                 )
-        finally:
-            err_file.close()
-            if stdin_file is not None:
-                stdin_file.close()
 
     # -- facts about the repository ----------------------------------------------------------
     def is_shallow(self) -> bool:
@@ -198,7 +215,9 @@ class GitRepository:
 
     def refs(self) -> list[Ref]:
         fmt = "%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)%00%(committerdate:unix)%00%(*committerdate:unix)%00%(symref)"
-        out = self.run(["for-each-ref", f"--format={fmt}", "refs/heads", "refs/remotes", "refs/tags"])[1]
+        out = self.run(
+            ["for-each-ref", f"--format={fmt}", "refs/heads", "refs/remotes", "refs/tags"]
+        )[1]
         refs: list[Ref] = []
         for line in out.splitlines():
             if not line:
@@ -206,11 +225,11 @@ class GitRepository:
             parts = [_text(x) for x in line.split(b"\0")]
             ref_name, otype, oname, ptype, pname, cdate, pdate, symref = parts
             if ref_name.startswith("refs/heads/"):
-                rtype, short = "branch", ref_name[len("refs/heads/"):]
+                rtype, short = "branch", ref_name[len("refs/heads/") :]
             elif ref_name.startswith("refs/remotes/"):
-                rtype, short = "remote_branch", ref_name[len("refs/remotes/"):]
+                rtype, short = "remote_branch", ref_name[len("refs/remotes/") :]
             else:
-                rtype, short = "tag", ref_name[len("refs/tags/"):]
+                rtype, short = "tag", ref_name[len("refs/tags/") :]
             tip: str | None = None
             tip_epoch: int | None = None
             if otype == "commit":
@@ -243,7 +262,9 @@ class GitRepository:
         return present
 
     def objects_dir(self) -> Path:
-        return Path(self.text(["rev-parse", "--path-format=absolute", "--git-path", "objects"]).strip())
+        return Path(
+            self.text(["rev-parse", "--path-format=absolute", "--git-path", "objects"]).strip()
+        )
 
     def reflog_files(self) -> list[tuple[str, Path]]:
         """(ref name, log file) for HEAD and every ref with a reflog."""

@@ -1,0 +1,49 @@
+# Symbiotic: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export SYMBIOTIC_HOME ?= $(CURDIR)/.symbiotic
+export DAGSTER_HOME ?= $(SYMBIOTIC_HOME)/dagster
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: install run test test-fast dev bench lint clean
+
+# torch first, pinned to the CPU build: an unpinned torch pulled by sentence-transformers
+# would bring a multi-GB CUDA build (see DEVELOPERS.md).
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## run: set up, then materialize everything on the default configuration and print a summary
+run: install
+	$(BIN)/symbiotic run
+
+## test: set up, then run the whole suite (unit, integration, end-to-end)
+test: install
+	$(BIN)/pytest -n 2 --durations=15
+
+test-fast: install
+	$(BIN)/pytest -n 2 -m "not slow"
+
+## dev: the Dagster UI on http://127.0.0.1:3000 over the same instance `make run` uses
+dev: install
+	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || $(BIN)/python -c "from symbiotic_assets.cli import prepare_dagster_home; prepare_dagster_home()"
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## bench: extraction throughput vs plain git log, conflict detection, no-op refresh
+bench: install
+	$(BIN)/python -m benchmarks.bench_git
+
+lint: install
+	$(BIN)/ruff check symbiotic_assets tests benchmarks
+	$(BIN)/ruff format --check symbiotic_assets tests benchmarks
+
+clean:
+	rm -rf .symbiotic dbt_models/target
