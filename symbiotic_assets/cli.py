@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -55,6 +55,17 @@ def prepare_dagster_home() -> Path:
     if not cfg.exists():
         cfg.write_text(DAGSTER_YAML, encoding="utf-8")
     return home
+
+
+def root_cause(error: Any) -> str:
+    """The innermost message of a Dagster SerializableErrorInfo chain (the one naming the input)."""
+    while error is not None and getattr(error, "cause", None) is not None:
+        error = error.cause
+    if error is None:
+        return "run failed"
+    return (
+        str(error.message).strip().splitlines()[-1] if str(error.message).strip() else "run failed"
+    )
 
 
 def _fail(message: str) -> None:
@@ -123,7 +134,7 @@ def run(
             if not result.success:
                 failures = [e for e in result.all_events if e.is_step_failure]
                 if failures and failures[0].step_failure_data:
-                    error = failures[0].step_failure_data.error.message.strip().splitlines()[-1]
+                    error = root_cause(failures[0].step_failure_data.error)
                 else:
                     error = "run failed"
             outcomes.append((spec.name, result.success, error))

@@ -13,7 +13,6 @@ from symbiotic_assets.git.assets import (
 git_refresh_job = dg.define_asset_job(
     "git_refresh",
     selection=dg.AssetSelection.groups("git"),
-    partitions_def=repositories_partitions,
     description="Extract new history, re-merge new merges and recompute metrics for one repository.",
 )
 

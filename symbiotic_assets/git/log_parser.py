@@ -95,7 +95,8 @@ def split_message(message: str) -> tuple[str, str]:
     """Subject is the first paragraph joined into one line (as ``%s``), body the rest."""
     message = message.strip("\n")
     head, _, rest = message.partition("\n\n")
-    subject = " ".join(line.strip() for line in head.splitlines())
+    # split on "\n" only: str.splitlines would also split on \x1c-\x1e and other separators
+    subject = " ".join(line.strip() for line in head.split("\n"))
     return subject, rest.strip("\n")
 
 
