@@ -171,9 +171,12 @@ def _print_summary(warehouse: str, outcomes: list[tuple[str, bool, str]]) -> Non
         console.print(f"[yellow]could not read the warehouse for the summary: {exc}[/yellow]")
     for name, ok, error in outcomes:
         s = stats.get(name, ("-", "-", "-", "-"))
-        status = "[green]ok[/green]" if ok else f"[red]failed[/red]: {error}"
+        status = "[green]ok[/green]" if ok else "[red]failed[/red]"
         table.add_row(name, status, *(str(x) for x in s))
     console.print(table)
+    for name, ok, error in outcomes:
+        if not ok:
+            console.print(f"[red]failed[/red] {name}: {error}", soft_wrap=True)
     console.print(f"Warehouse: [bold]{warehouse}[/bold]  (tables in schema git)")
     console.print(
         "Dagster UI: [bold]make dev[/bold] (runs and assets recorded in $SYMBIOTIC_HOME/dagster)"
