@@ -63,9 +63,13 @@ def root_cause(error: Any) -> str:
         error = error.cause
     if error is None:
         return "run failed"
-    return (
-        str(error.message).strip().splitlines()[-1] if str(error.message).strip() else "run failed"
-    )
+    text = str(error.message).strip()
+    if not text:
+        return "run failed"
+    last = text.splitlines()[-1]
+    # "package.module.SomeError: the message" -> "the message"
+    head, sep, rest = last.partition(": ")
+    return rest if sep and "." in head and " " not in head else last
 
 
 def _fail(message: str) -> None:
@@ -103,7 +107,7 @@ def run(
     import dagster as dg
 
     from symbiotic_assets.definitions import defs
-    from symbiotic_assets.git.assets import repositories_partitions
+    from symbiotic_assets.git.assets import progress_listeners, repositories_partitions
 
     instance = dg.DagsterInstance.get()
     known = set(instance.get_dynamic_partitions(repositories_partitions.name or ""))
@@ -122,6 +126,14 @@ def run(
         transient=False,
     ) as progress:
         task = progress.add_task("repositories", total=len(specs))
+        detail = progress.add_task("", total=None, visible=False)
+
+        def on_progress(repo: str, phase: str, done: int, total: int | None) -> None:
+            progress.update(
+                detail, description=f"  {repo}: {phase}", completed=done, total=total, visible=True
+            )
+
+        progress_listeners.append(on_progress)
         for spec in specs:
             progress.update(task, description=f"{spec.name}")
             result = job.execute_in_process(
@@ -139,6 +151,8 @@ def run(
                     error = "run failed"
             outcomes.append((spec.name, result.success, error))
             progress.advance(task)
+        progress_listeners.remove(on_progress)
+        progress.update(detail, visible=False)
 
     _print_summary(settings.warehouse, outcomes)
     if any(not ok for _, ok, _ in outcomes):
@@ -169,7 +183,7 @@ def _print_summary(warehouse: str, outcomes: list[tuple[str, bool, str]]) -> Non
             stats = {r[0]: r[1:] for r in rows}
     except Exception as exc:  # the summary must not hide the run's own outcome
         console.print(f"[yellow]could not read the warehouse for the summary: {exc}[/yellow]")
-    for name, ok, error in outcomes:
+    for name, ok, _error in outcomes:
         s = stats.get(name, ("-", "-", "-", "-"))
         status = "[green]ok[/green]" if ok else "[red]failed[/red]"
         table.add_row(name, status, *(str(x) for x in s))

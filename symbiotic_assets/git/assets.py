@@ -6,6 +6,7 @@ that compare with git itself run inside the same step, right after the write.
 """
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import dagster as dg
 
@@ -24,6 +25,19 @@ REFS = dg.AssetKey(["git", "refs"])
 REF_EVENTS = dg.AssetKey(["git", "ref_events"])
 MERGES = dg.AssetKey(["git", "merges"])
 METRICS = dg.AssetKey(["git", "metrics"])
+
+
+class ProgressListener(Protocol):
+    def __call__(self, repository: str, phase: str, done: int, total: int | None) -> None: ...
+
+
+# In-process listeners (the CLI's progress bar); Dagster's own logs always get the counts.
+progress_listeners: list[ProgressListener] = []
+
+
+def _notify(repository: str, phase: str, done: int, total: int | None) -> None:
+    for listener in progress_listeners:
+        listener(repository, phase, done, total)
 
 
 def repository_for_partition(partition_key: str) -> RepositorySpec:
@@ -104,13 +118,23 @@ def git_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     """Stream new commits from one ``git log``, mark rewritten ones, snapshot refs and reflog."""
     spec = repository_for_partition(context.partition_key)
     seen = 0
+    total: int | None = None
+
+    def on_total(n: int) -> None:
+        nonlocal total
+        total = n
+        context.log.info(f"{spec.name}: {n} commits to read")
+        _notify(spec.name, "commits", 0, n)
 
     def progress(n: int) -> None:
         nonlocal seen
         seen += n
-        context.log.info(f"{spec.name}: {seen} commits parsed and written")
+        context.log.info(f"{spec.name}: {seen}/{total} commits parsed and written")
+        _notify(spec.name, "commits", seen, total)
 
-    result = refresh_repository(warehouse.database, spec, progress=progress)
+    result = refresh_repository(
+        warehouse.database, spec, progress=progress, total_hint=on_total, chunk_commits=5_000
+    )
     if result.noop:
         context.log.info(f"{spec.name}: no ref, HEAD or reflog changed; nothing to do")
     else:
@@ -172,7 +196,16 @@ def git_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
 )
 def git_merges(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator:
     spec = repository_for_partition(context.partition_key)
-    result = detect_merge_conflicts(warehouse.database, spec, workers=load_settings().merge_workers)
+    done = 0
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        _notify(spec.name, "merges", done, None)
+
+    result = detect_merge_conflicts(
+        warehouse.database, spec, workers=load_settings().merge_workers, progress=progress
+    )
     context.log.info(
         f"{spec.name}: re-merged {result.examined} merges ({result.conflict} conflict, {result.clean} "
         f"clean, {result.octopus} octopus, {result.parent_missing} missing parent, {result.errors} "

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -331,6 +331,44 @@ def _insert_ref_events(con: duckdb.DuckDBPyConnection, repository: str, frame: p
 # the three steps
 
 
+def _stream_into_warehouse(
+    con: duckdb.DuckDBPyConnection,
+    repository: str,
+    commits: Iterable[Commit],
+    chunk_commits: int,
+    result: RefreshResult,
+    progress: ProgressFn | None,
+) -> None:
+    """Write chunks on a second thread while this one keeps reading git's pipe.
+
+    DuckDB releases the GIL while it inserts, so git never stalls on a full pipe
+    while a chunk is written; at most two chunks are held in memory at once.
+    """
+
+    def account(future: Future[tuple[int, int, int]], size: int) -> None:
+        n, r, f = future.result()
+        result.new_commits += n
+        result.reachable_again += r
+        result.new_files += f
+        if progress:
+            progress(size)
+
+    pending: tuple[Future[tuple[int, int, int]], int] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-writer") as writer:
+        batch: list[Commit] = []
+        for commit in commits:
+            batch.append(commit)
+            if len(batch) >= chunk_commits:
+                if pending:
+                    account(*pending)
+                pending = (writer.submit(_write_commit_chunk, con, repository, batch), len(batch))
+                batch = []
+        if pending:
+            account(*pending)
+        if batch:
+            account(writer.submit(_write_commit_chunk, con, repository, batch), len(batch))
+
+
 def refresh_repository(
     warehouse: str | Path,
     spec: RepositorySpec,
@@ -396,28 +434,12 @@ def refresh_repository(
         out = _run_with_stdin(repo, ["rev-list", "--count", "--stdin"], revs)
         total_hint(int(out.strip() or 0))
 
-    batch: list[Commit] = []
     with connect(warehouse) as con:
         if tips:
             stream = repo.stream(["log", *LOG_ARGS, "--stdin"], stdin_lines=revs)
-            for commit in parse_log_stream(stream):
-                batch.append(commit)
-                if len(batch) >= chunk_commits:
-                    n, r, f = _write_commit_chunk(con, spec.name, batch)
-                    result.new_commits += n
-                    result.reachable_again += r
-                    result.new_files += f
-                    if progress:
-                        progress(len(batch))
-                    batch = []
-            if batch:
-                n, r, f = _write_commit_chunk(con, spec.name, batch)
-                result.new_commits += n
-                result.reachable_again += r
-                result.new_files += f
-                if progress:
-                    progress(len(batch))
-                batch = []
+            _stream_into_warehouse(
+                con, spec.name, parse_log_stream(stream), chunk_commits, result, progress
+            )
 
         # 2. commits a rewrite left behind
         if has_stored:
