@@ -209,9 +209,9 @@ def repos_list() -> None:
         _fail(str(exc))
         return
     table = Table(title=f"Repositories ({settings.config_file or 'no symbiotic.yaml: default'})")
-    table.add_column("name")
-    table.add_column("path")
-    table.add_column("status")
+    table.add_column("name", no_wrap=True)
+    table.add_column("path", overflow="fold")
+    table.add_column("status", no_wrap=True)
     for spec in specs:
         try:
             GitRepository.open(spec.name, spec.path)

@@ -27,7 +27,7 @@ def symbiotic(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Complete
 
 def clean_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SYMBIOTIC_", "DAGSTER_"))}
-    env.update(SYMBIOTIC_HOME=str(home), COLUMNS="160", HF_HUB_OFFLINE="1")
+    env.update(SYMBIOTIC_HOME=str(home), COLUMNS="250", HF_HUB_OFFLINE="1")
     return env
 
 
