@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from symbiotic_assets.config import load_settings
-from symbiotic_assets.git.definitions import defs as git_defs
+from symbiotic_assets.git import definitions as git_definitions
 from symbiotic_assets.warehouse import WarehouseResource
 
 
@@ -18,7 +18,9 @@ def build_definitions() -> dg.Definitions:
     shared = dg.Definitions(
         resources={"warehouse": WarehouseResource(database=settings.warehouse)},
     )
-    return dg.Definitions.merge(shared, git_defs)
+    # Domains are imported as modules, not as `defs` objects: Dagster refuses a code
+    # location module holding more than one Definitions object at module scope.
+    return dg.Definitions.merge(shared, git_definitions.defs)
 
 
 defs = build_definitions()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -153,3 +155,22 @@ def test_own_history_matches_git_log(tmp_path: Path):
     for d in days:
         expected_days[d] += 1
     assert per_day == {k: float(v) for k, v in expected_days.items()}
+
+
+def test_code_location_validates_and_imports_cheaply(symbiotic_home: Path):
+    """Load the workspace the way `dagster dev` does; importing must not pull in torch."""
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["DAGSTER_HOME"] = str(symbiotic_home / "dagster")
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True)
+    bin_dir = Path(sys.executable).parent
+    out = subprocess.run(
+        [str(bin_dir / "dagster"), "definitions", "validate", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, symbiotic_assets.definitions; "
+         "print(sorted(m for m in ('torch', 'sentence_transformers', 'onnxruntime') if m in sys.modules))"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert probe.stdout.strip() == "[]"
