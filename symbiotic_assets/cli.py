@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from symbiotic_assets.config import ConfigError, add_repository_to_config, load_settings
+from symbiotic_assets.memory.cli import import_command, record_app
 
 app = typer.Typer(
     name="symbiotic",
@@ -31,6 +32,8 @@ app = typer.Typer(
 )
 repos_app = typer.Typer(help="List and add the repositories Symbiotic reads.", no_args_is_help=True)
 app.add_typer(repos_app, name="repos")
+app.add_typer(record_app, name="record")
+app.command("import")(import_command)
 
 console = Console()
 
