@@ -24,7 +24,7 @@ import duckdb
 import pandas as pd
 
 from symbiotic_assets.config import RepositorySpec
-from symbiotic_assets.git.log_parser import LOG_ARGS, Commit, is_bot, parse_log_stream
+from symbiotic_assets.git.log_parser import LOG_ARGS, ColumnBatch, iter_batches
 from symbiotic_assets.git.reflog import RefEvent, parse_reflogs
 from symbiotic_assets.git.repository import (
     GitRepository,
@@ -122,74 +122,29 @@ def fingerprint(repo: GitRepository, refs: Sequence[Ref], head_ref: str | None, 
     return h.hexdigest()
 
 
-_COMMIT_COLUMNS = (
-    "hash", "author_name", "author_email", "committer_name", "committer_email", "authored_epoch",
-    "author_offset", "committed_epoch", "committer_offset", "parents", "parent_count", "subject",
-    "body", "files_changed", "insertions", "deletions", "binary_files", "is_bot",
-)  # fmt: skip
-
-
-def _commit_frame(commits: Sequence[Commit]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    cols: dict[str, list] = {c: [] for c in _COMMIT_COLUMNS}
-    f_hash: list[str] = []
-    f_path: list[str] = []
-    f_old: list[str | None] = []
-    f_bin: list[bool] = []
-    f_ins: list[int | None] = []
-    f_del: list[int | None] = []
-    for c in commits:
-        ins = dels = binary = 0
-        for f in c.files:
-            f_hash.append(c.hash)
-            f_path.append(f.path)
-            f_old.append(f.old_path)
-            f_bin.append(f.is_binary)
-            f_ins.append(f.insertions)
-            f_del.append(f.deletions)
-            if f.is_binary:
-                binary += 1
-            else:
-                ins += f.insertions or 0
-                dels += f.deletions or 0
-        cols["hash"].append(c.hash)
-        cols["author_name"].append(c.author_name)
-        cols["author_email"].append(c.author_email)
-        cols["committer_name"].append(c.committer_name)
-        cols["committer_email"].append(c.committer_email)
-        cols["authored_epoch"].append(c.authored_epoch)
-        cols["author_offset"].append(c.author_offset)
-        cols["committed_epoch"].append(c.committed_epoch)
-        cols["committer_offset"].append(c.committer_offset)
-        cols["parents"].append(" ".join(c.parents))
-        cols["parent_count"].append(len(c.parents))
-        cols["subject"].append(c.subject)
-        cols["body"].append(c.body)
-        cols["files_changed"].append(len(c.files))
-        cols["insertions"].append(ins)
-        cols["deletions"].append(dels)
-        cols["binary_files"].append(binary)
-        cols["is_bot"].append(is_bot(c.author_name, c.author_email))
-    commits_df = pd.DataFrame(cols)
+def _frames(batch: ColumnBatch) -> tuple[pd.DataFrame, pd.DataFrame]:
+    commits_df = pd.DataFrame(batch.commits)
+    f = batch.files
     files_df = pd.DataFrame(
         {
-            "commit_hash": pd.Series(f_hash, dtype=object),
-            "path": pd.Series(f_path, dtype=object),
-            "old_path": pd.Series(f_old, dtype=object),
-            "is_binary": pd.Series(f_bin, dtype=bool),
-            "insertions": pd.Series(f_ins, dtype="Int64"),
-            "deletions": pd.Series(f_del, dtype="Int64"),
+            "commit_hash": pd.Series(f["commit_hash"], dtype=object),
+            "path": pd.Series(f["path"], dtype=object),
+            "old_path": pd.Series(f["old_path"], dtype=object),
+            "is_binary": pd.Series(f["is_binary"], dtype=bool),
+            "insertions": pd.Series(f["insertions"], dtype="Int64"),
+            "deletions": pd.Series(f["deletions"], dtype="Int64"),
         }
     )
     return commits_df, files_df
 
 
-def _write_commit_chunk(con: duckdb.DuckDBPyConnection, repository: str, commits: Sequence[Commit]) -> tuple[int, int, int]:  # fmt: skip
+def _write_commit_chunk(con: duckdb.DuckDBPyConnection, repository: str, batch: ColumnBatch) -> tuple[int, int, int]:  # fmt: skip
     """Insert commits not stored yet; revive stored ones that are reachable again.
 
     Returns (new commits, revived commits, new file rows). One transaction per chunk,
     so an interrupted run leaves whole chunks, and the next run skips them.
     """
-    commits_df, files_df = _commit_frame(commits)
+    commits_df, files_df = _frames(batch)
     con.register("chunk_commits", commits_df)
     con.register("chunk_files", files_df)
     try:
@@ -334,8 +289,7 @@ def _insert_ref_events(con: duckdb.DuckDBPyConnection, repository: str, frame: p
 def _stream_into_warehouse(
     con: duckdb.DuckDBPyConnection,
     repository: str,
-    commits: Iterable[Commit],
-    chunk_commits: int,
+    batches: Iterable[ColumnBatch],
     result: RefreshResult,
     progress: ProgressFn | None,
 ) -> None:
@@ -355,18 +309,12 @@ def _stream_into_warehouse(
 
     pending: tuple[Future[tuple[int, int, int]], int] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-writer") as writer:
-        batch: list[Commit] = []
-        for commit in commits:
-            batch.append(commit)
-            if len(batch) >= chunk_commits:
-                if pending:
-                    account(*pending)
-                pending = (writer.submit(_write_commit_chunk, con, repository, batch), len(batch))
-                batch = []
+        for batch in batches:
+            if pending:
+                account(*pending)
+            pending = (writer.submit(_write_commit_chunk, con, repository, batch), len(batch))
         if pending:
             account(*pending)
-        if batch:
-            account(writer.submit(_write_commit_chunk, con, repository, batch), len(batch))
 
 
 def refresh_repository(
@@ -438,7 +386,7 @@ def refresh_repository(
         if tips:
             stream = repo.stream(["log", *LOG_ARGS, "--stdin"], stdin_lines=revs)
             _stream_into_warehouse(
-                con, spec.name, parse_log_stream(stream), chunk_commits, result, progress
+                con, spec.name, iter_batches(stream, chunk_commits), result, progress
             )
 
         # 2. commits a rewrite left behind

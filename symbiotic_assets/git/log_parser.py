@@ -199,3 +199,121 @@ def iter_records(chunks: Iterable[bytes]) -> Iterator[bytes]:
 def parse_log_stream(chunks: Iterable[bytes]) -> Iterator[Commit]:
     for record in iter_records(chunks):
         yield parse_record(record)
+
+
+class ColumnBatch:
+    """Commits and file rows of one chunk, parsed straight into column lists.
+
+    The streaming path builds no per-commit objects: one UTF-8 decode per record
+    (Latin-1 per field only when that fails), one pass over the numstat entries,
+    and bot detection cached per identity. ``parse_record`` is the readable
+    reference; a test keeps the two in agreement.
+    """
+
+    COMMIT_COLUMNS = (
+        "hash", "author_name", "author_email", "committer_name", "committer_email",
+        "authored_epoch", "author_offset", "committed_epoch", "committer_offset", "parents",
+        "parent_count", "subject", "body", "files_changed", "insertions", "deletions",
+        "binary_files", "is_bot",
+    )  # fmt: skip
+    FILE_COLUMNS = ("commit_hash", "path", "old_path", "is_binary", "insertions", "deletions")
+
+    _bot_cache: dict[tuple[str, str], bool] = {}
+
+    def __init__(self) -> None:
+        self.commits: dict[str, list] = {c: [] for c in self.COMMIT_COLUMNS}
+        self.files: dict[str, list] = {c: [] for c in self.FILE_COLUMNS}
+
+    def __len__(self) -> int:
+        return len(self.commits["hash"])
+
+    def add(self, record: bytes) -> None:
+        head, sep, tail = record.partition(b"\x1d")
+        if not sep:
+            raise ValueError(f"commit record without message terminator: {record[:120]!r}")
+        try:
+            fields = head.decode("utf-8").split("\x1f", 8)
+        except UnicodeDecodeError:
+            fields = [decode(f) for f in head.split(b"\x1f", 8)]
+        if len(fields) != 9:
+            raise ValueError(
+                f"commit record with {len(fields)} fields, expected 9: {record[:120]!r}"
+            )
+        h, parents, an, ae, ad, cn, ce, cd, message = fields
+        a_epoch, a_off = parse_raw_date(ad)
+        c_epoch, c_off = parse_raw_date(cd)
+        subject, body = split_message(message)
+        key = (an, ae)
+        bot = self._bot_cache.get(key)
+        if bot is None:
+            bot = self._bot_cache[key] = is_bot(an, ae)
+
+        fh, fp, fo, fb, fi, fd = (self.files[c] for c in self.FILE_COLUMNS)
+        n_files = ins_total = del_total = binary = 0
+        if tail.strip(b"\0\n"):
+            tokens = tail.split(b"\0")
+            i, n = 0, len(tokens)
+            while i < n:
+                tok = tokens[i]
+                i += 1
+                if tok[:1] == b"\n":
+                    tok = tok.lstrip(b"\n")
+                if not tok:
+                    continue
+                parts = tok.split(b"\t", 2)
+                if len(parts) != 3:
+                    raise ValueError(f"unexpected numstat entry {tok[:200]!r} in commit {h}")
+                ins_b, del_b, path_b = parts
+                old: str | None = None
+                if not path_b:
+                    old = decode(tokens[i])
+                    path_b = tokens[i + 1]
+                    i += 2
+                n_files += 1
+                fh.append(h)
+                fp.append(decode(path_b))
+                fo.append(old)
+                if ins_b == b"-":
+                    binary += 1
+                    fb.append(True)
+                    fi.append(None)
+                    fd.append(None)
+                else:
+                    ins, dels = int(ins_b), int(del_b)
+                    ins_total += ins
+                    del_total += dels
+                    fb.append(False)
+                    fi.append(ins)
+                    fd.append(dels)
+
+        c = self.commits
+        c["hash"].append(h)
+        c["author_name"].append(an)
+        c["author_email"].append(ae)
+        c["committer_name"].append(cn)
+        c["committer_email"].append(ce)
+        c["authored_epoch"].append(a_epoch)
+        c["author_offset"].append(a_off)
+        c["committed_epoch"].append(c_epoch)
+        c["committer_offset"].append(c_off)
+        c["parents"].append(parents)
+        c["parent_count"].append(parents.count(" ") + 1 if parents else 0)
+        c["subject"].append(subject)
+        c["body"].append(body)
+        c["files_changed"].append(n_files)
+        c["insertions"].append(ins_total)
+        c["deletions"].append(del_total)
+        c["binary_files"].append(binary)
+        c["is_bot"].append(bot)
+
+
+def iter_batches(chunks: Iterable[bytes], size: int) -> Iterator[ColumnBatch]:
+    """Column batches of at most ``size`` commits from a chunked ``git log`` stream."""
+    batch = ColumnBatch()
+    for record in iter_records(chunks):
+        batch.add(record)
+        if len(batch) >= size:
+            yield batch
+            batch = ColumnBatch()
+    if len(batch):
+        yield batch

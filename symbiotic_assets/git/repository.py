@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import queue
 import re
 import subprocess
 import tempfile
@@ -23,6 +24,7 @@ import git
 
 MIN_GIT_VERSION = (2, 38)  # merge-tree --write-tree
 CHUNK_BYTES = 1 << 20
+READ_AHEAD_CHUNKS = 64
 
 _GIT_CONFIG = [
     "-c", "core.quotepath=off",
@@ -184,14 +186,38 @@ class GitRepository:
             stderr = popen.stderr
             drain = threading.Thread(target=lambda: err_chunks.extend(stderr), daemon=True)
             drain.start()
-            read = getattr(popen.stdout, "read1", popen.stdout.read)
+            # A reader thread keeps git's pipe empty while the consumer parses, so git
+            # never waits for Python (the pipe holds only 64 KiB otherwise). The queue
+            # is bounded: at most READ_AHEAD_CHUNKS chunks are held in memory.
+            _widen_pipe(popen.stdout)
+            chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=READ_AHEAD_CHUNKS)
+            stop = threading.Event()
+            stdout = popen.stdout
+            read = getattr(stdout, "read1", stdout.read)
+
+            def pump() -> None:
+                try:
+                    while not stop.is_set():
+                        data = read(CHUNK_BYTES)
+                        if not data:
+                            break
+                        chunks.put(data)
+                finally:
+                    chunks.put(None)
+
+            reader = threading.Thread(target=pump, daemon=True, name="git-pipe-reader")
+            reader.start()
             try:
-                while chunk := read(CHUNK_BYTES):
+                while (chunk := chunks.get()) is not None:
                     yield chunk
             except GeneratorExit:
+                stop.set()
                 popen.kill()
+                while chunks.get() is not None:  # unblock the reader
+                    pass
                 popen.wait()
                 raise
+            reader.join()
             status = popen.wait()
             drain.join(timeout=5)
             if status != 0:
@@ -289,6 +315,16 @@ class GitRepository:
             st = f.stat()
             h.update(f"{ref_name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return h.hexdigest()
+
+
+def _widen_pipe(stream: Any) -> None:
+    """Ask Linux for a 1 MiB pipe buffer (default 64 KiB); harmless where unsupported."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (OSError, ValueError, AttributeError, ImportError):
+        pass
 
 
 def _text(raw: bytes | str) -> str:
