@@ -383,6 +383,9 @@ def refresh_repository(
         total_hint(int(out.strip() or 0))
 
     with connect(warehouse) as con:
+        # git log takes one core; one DuckDB thread on the other inserts with less
+        # CPU overall than a pool that competes with git for both.
+        con.execute("SET threads = 1")
         if tips:
             stream = repo.stream(["log", *LOG_ARGS, "--stdin"], stdin_lines=revs)
             _stream_into_warehouse(
