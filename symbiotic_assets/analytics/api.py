@@ -1,0 +1,301 @@
+"""Python API over the marts, reading the published snapshot only.
+
+The snapshot (``$SYMBIOTIC_HOME/published/warehouse.duckdb``) is attached read-only under
+the catalog name ``warehouse`` in a private in-memory DuckDB, for the duration of one call:
+no lock on the warehouse Dagster writes, and a publish that replaces the file is seen by
+the next call. Results are plain JSON-ready dicts (the MCP server and CLI print them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from symbiotic_assets.config import load_settings
+
+SNAPSHOT_NAME = "warehouse.duckdb"
+UNKNOWN = "unknown"
+POOLED = "(all repositories)"
+
+
+class SnapshotMissingError(FileNotFoundError):
+    """No published snapshot yet: the publish asset has not run."""
+
+
+def published_snapshot_path() -> Path:
+    return load_settings().published_dir / SNAPSHOT_NAME
+
+
+@contextmanager
+def open_snapshot(snapshot: str | Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived read-only connection whose default catalog is the snapshot."""
+    path = Path(snapshot).expanduser() if snapshot else published_snapshot_path()
+    if not path.is_file():
+        raise SnapshotMissingError(
+            f"no published snapshot at {path}; materialize serving/published_warehouse "
+            "(job analytics_refresh) first"
+        )
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        escaped = path.resolve().as_posix().replace("'", "''")
+        con.execute(f"ATTACH '{escaped}' AS warehouse (READ_ONLY)")
+        con.execute("USE warehouse")
+        yield con
+    finally:
+        con.close()
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> list[dict]:
+    cur = con.execute(sql, list(params))
+    names = [d[0] for d in cur.description or []]
+    return [{n: _jsonable(v) for n, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _window(days_back: int, as_of: dt.datetime | dt.date | None) -> tuple[dt.date, dt.date]:
+    if days_back < 1:
+        raise ValueError(f"days_back must be at least 1, got {days_back}")
+    if as_of is None:
+        end = dt.datetime.now(dt.UTC).date()
+    elif isinstance(as_of, dt.datetime):
+        end = (as_of.astimezone(dt.UTC) if as_of.tzinfo else as_of).date()
+    else:
+        end = as_of
+    return end - dt.timedelta(days=days_back - 1), end
+
+
+def _resolve(path: str | Path) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+def get_git_velocity_dashboard(
+    project_paths: Sequence[str | Path] | None = None,
+    *,
+    days_back: int = 30,
+    as_of: dt.datetime | dt.date | None = None,
+    snapshot: str | Path | None = None,
+) -> dict[str, Any]:
+    """Velocity, branch switching and conflict rate per repository over the last days.
+
+    ``project_paths`` are repository paths (or partition names); None means every
+    repository. Velocity counts reachable commits by UTC author date, merges apart and
+    included; branch switches are "unknown" for repositories without a reflog.
+    """
+    since, until = _window(days_back, as_of)
+    with open_snapshot(snapshot) as con:
+        repos = _rows(
+            con,
+            "SELECT repository, repository_path, has_reflog FROM marts.dim_repository_health "
+            "ORDER BY repository",
+        )
+        unknown: list[str] = []
+        if project_paths:
+            wanted: list[dict] = []
+            for raw in project_paths:
+                match = [
+                    r
+                    for r in repos
+                    if r["repository_path"] == _resolve(raw) or r["repository"] == str(raw)
+                ]
+                if not match:
+                    unknown.append(str(raw))
+                wanted.extend(m for m in match if m not in wanted)
+            repos = wanted
+        names = [r["repository"] for r in repos]
+        velocity = _rows(
+            con,
+            """
+            SELECT repository, commit_date, commits, non_merge_commits, merge_commits
+            FROM marts.fct_commit_velocity_daily
+            WHERE commit_date BETWEEN ? AND ? AND list_contains(?, repository)
+            ORDER BY repository, commit_date
+            """,
+            [since, until, names],
+        )
+        switches = dict(
+            con.execute(
+                """
+                SELECT repository, sum(branch_switches) FROM marts.fct_branch_switches_daily
+                WHERE has_reflog AND switch_date BETWEEN ? AND ? GROUP BY repository
+                """,
+                [since, until],
+            ).fetchall()
+        )
+        conflicts = {
+            r["repository"]: r
+            for r in _rows(
+                con,
+                """
+                SELECT repository, sum(two_parent_merges) AS two_parent_merges,
+                       sum(conflicting_merges) AS conflicting_merges
+                FROM marts.fct_merge_conflicts_daily
+                WHERE merge_date BETWEEN ? AND ? GROUP BY repository
+                """,
+                [since, until],
+            )
+        }
+    out = []
+    for repo in repos:
+        name = repo["repository"]
+        daily = [
+            {k: v for k, v in row.items() if k != "repository"}
+            for row in velocity
+            if row["repository"] == name
+        ]
+        commits = sum(d["commits"] for d in daily)
+        non_merge = sum(d["non_merge_commits"] for d in daily)
+        merges = conflicts.get(name, {})
+        two_parent = int(merges.get("two_parent_merges") or 0)
+        conflicting = int(merges.get("conflicting_merges") or 0)
+        if repo["has_reflog"]:
+            n_switches: int | str = int(switches.get(name) or 0)
+            per_day: float | str = n_switches / days_back  # type: ignore[operator]
+        else:
+            n_switches = per_day = UNKNOWN
+        out.append(
+            {
+                "repository": name,
+                "repository_path": repo["repository_path"],
+                "commits": commits,
+                "non_merge_commits": non_merge,
+                "merge_commits": commits - non_merge,
+                "commits_per_day": commits / days_back,
+                "non_merge_commits_per_day": non_merge / days_back,
+                "active_days": sum(1 for d in daily if d["commits"] > 0),
+                "branch_switches": n_switches,
+                "branch_switches_per_day": per_day,
+                "two_parent_merges": two_parent,
+                "conflicting_merges": conflicting,
+                "merge_conflict_rate": conflicting / two_parent if two_parent else None,
+                "daily": [d for d in daily if d["commits"] > 0],
+            }
+        )
+    return {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "days": days_back,
+        "repositories": out,
+        "unknown_paths": unknown,
+    }
+
+
+def get_repository_health(
+    repo_path: str | Path, *, snapshot: str | Path | None = None
+) -> dict[str, Any]:
+    """The repository's row of dim_repository_health (by path or partition name)."""
+    with open_snapshot(snapshot) as con:
+        rows = _rows(
+            con,
+            "SELECT * FROM marts.dim_repository_health WHERE repository_path = ? OR repository = ?",
+            [_resolve(repo_path), str(repo_path)],
+        )
+    if not rows:
+        raise LookupError(
+            f"repository {str(repo_path)!r} is not in the published snapshot; is it configured "
+            "and has analytics_refresh run since it was added?"
+        )
+    return rows[0]
+
+
+def get_cross_project_patterns(
+    days_back: int = 90,
+    *,
+    as_of: dt.datetime | dt.date | None = None,
+    snapshot: str | Path | None = None,
+) -> dict[str, Any]:
+    """When people commit (author's local weekday x hour) and whether conflicts follow speed.
+
+    The correlation uses the same definition as marts.fct_conflict_velocity_correlation,
+    restricted to the window: days with judged two-parent merges, conflict rate against
+    non-merge commits in the 7 days up to the day; None below 3 days or without variance.
+    """
+    since, until = _window(days_back, as_of)
+    with open_snapshot(snapshot) as con:
+        heatmap = _rows(
+            con,
+            """
+            SELECT weekday_local AS weekday, any_value(weekday_name) AS weekday_name,
+                   hour_local AS hour, sum(commits)::BIGINT AS commits,
+                   count(DISTINCT repository) AS repositories
+            FROM marts.fct_cross_project_patterns
+            WHERE activity_date BETWEEN ? AND ?
+            GROUP BY ALL ORDER BY weekday, hour
+            """,
+            [since, until],
+        )
+        by_repository = _rows(
+            con,
+            """
+            WITH w AS (
+                SELECT * FROM marts.fct_cross_project_patterns WHERE activity_date BETWEEN ? AND ?
+            ), cells AS (
+                SELECT repository, weekday_local, hour_local, sum(commits) AS commits
+                FROM w GROUP BY ALL
+            )
+            SELECT repository,
+                   sum(commits)::BIGINT AS commits,
+                   arg_max(weekday_local, commits) AS peak_weekday,
+                   arg_max(hour_local, commits) AS peak_hour,
+                   sum(commits) FILTER (WHERE weekday_local >= 6) / sum(commits) AS weekend_share,
+                   sum(commits) FILTER (WHERE hour_local < 8 OR hour_local >= 19) / sum(commits)
+                       AS after_hours_share
+            FROM cells GROUP BY repository ORDER BY repository
+            """,
+            [since, until],
+        )
+        correlation = _rows(
+            con,
+            """
+            WITH velocity AS (
+                SELECT repository, commit_date,
+                       sum(non_merge_commits) OVER (
+                           PARTITION BY repository ORDER BY commit_date
+                           RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW) AS commits_7d
+                FROM marts.fct_commit_velocity_daily
+            ), days AS (
+                SELECT m.repository, m.conflict_rate, coalesce(v.commits_7d, 0) AS commits_7d
+                FROM marts.fct_merge_conflicts_daily m
+                LEFT JOIN velocity v ON v.repository = m.repository AND v.commit_date = m.merge_date
+                WHERE m.two_parent_merges > 0 AND m.merge_date BETWEEN ? AND ?
+            ), scoped AS (
+                SELECT * FROM days UNION ALL SELECT ?, conflict_rate, commits_7d FROM days
+            )
+            SELECT repository, count(*) AS merge_days,
+                   avg(conflict_rate) AS mean_daily_conflict_rate,
+                   avg(commits_7d) AS mean_commits_7d,
+                   CASE WHEN count(*) >= 3 AND stddev_pop(commits_7d) > 0
+                             AND stddev_pop(conflict_rate) > 0
+                        THEN corr(conflict_rate, commits_7d) END AS conflict_velocity_correlation
+            FROM scoped GROUP BY repository ORDER BY repository = ?, repository
+            """,
+            [since, until, POOLED, POOLED],
+        )
+    busiest = sorted(heatmap, key=lambda c: (-c["commits"], c["weekday"], c["hour"]))[:5]
+    pooled = next((r for r in correlation if r["repository"] == POOLED), None)
+    return {
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        "days": days_back,
+        "heatmap": heatmap,
+        "busiest_slots": busiest,
+        "by_repository": by_repository,
+        "conflict_velocity": {
+            "pooled": pooled,
+            "repositories": [r for r in correlation if r["repository"] != POOLED],
+        },
+    }

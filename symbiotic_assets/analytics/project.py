@@ -1,0 +1,85 @@
+"""Where the dbt project lives and how its manifest is prepared.
+
+The manifest (``dbt_models/target/manifest.json``) is prepared explicitly, by
+``make dbt-manifest`` or a test fixture calling :func:`prepare_dbt_manifest`; never as a
+side effect of importing. Building the Dagster definitions prepares it once if it is
+missing (that process needs it), so ``dagster dev`` works on a fresh clone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from symbiotic_assets.config import PROJECT_ROOT, load_settings
+
+if TYPE_CHECKING:
+    from dagster_dbt import DbtProject
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_models"
+MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+
+def dbt_executable() -> str:
+    """The dbt next to this interpreter (the virtualenv's), else whatever is on PATH."""
+    candidate = Path(sys.executable).parent / "dbt"
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def export_warehouse_env(warehouse: str | None = None) -> str:
+    """Make SYMBIOTIC_WAREHOUSE absolute in this process's environment, for dbt's profile."""
+    database = warehouse or load_settings().warehouse
+    if not database.startswith("md:"):
+        database = str(Path(database).expanduser().resolve())
+    os.environ["SYMBIOTIC_WAREHOUSE"] = database
+    return database
+
+
+@cache
+def dbt_project() -> DbtProject:
+    from dagster_dbt import DbtProject
+
+    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def prepare_dbt_manifest() -> Path:
+    """Run ``dbt parse`` and return the manifest's path.
+
+    An exclusive file lock makes concurrent callers (pytest-xdist workers, two code
+    servers) parse one at a time instead of writing the same target directory at once.
+    """
+    from dagster_dbt import DbtCliResource
+
+    export_warehouse_env()
+    project = dbt_project()
+    project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = project.manifest_path.parent / ".prepare.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+                ["parse", "--quiet"], target_path=project.target_path
+            ).wait()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    if not project.manifest_path.exists():
+        raise FileNotFoundError(
+            f"dbt parse in {DBT_PROJECT_DIR} did not write {project.manifest_path}; "
+            "run `dbt parse` there by hand to see why"
+        )
+    return project.manifest_path
+
+
+def ensure_dbt_manifest() -> Path:
+    """The manifest's path, preparing it first when it has never been prepared."""
+    if MANIFEST_PATH.exists():
+        return MANIFEST_PATH
+    return prepare_dbt_manifest()
+
+
+if __name__ == "__main__":
+    print(prepare_dbt_manifest())
