@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(SYMBIOTIC_HOME)/dagster
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install run test test-fast dev bench lint clean
+.PHONY: install run test test-fast dev bench lint clean dbt-manifest dashboards
 
 # torch first, pinned to the CPU build: an unpinned torch pulled by sentence-transformers
 # would bring a multi-GB CUDA build (see DEVELOPERS.md).
@@ -20,19 +20,27 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+## dbt-manifest: parse the dbt project once (Dagster reads the manifest; never done at import)
+dbt-manifest: install
+	$(BIN)/python -m symbiotic_assets.analytics.project
+
+## dashboards: regenerate grafana/dashboards/*.json from grafana/build_dashboards.py
+dashboards: install
+	$(BIN)/python grafana/build_dashboards.py
+
 ## run: set up, then materialize everything on the default configuration and print a summary
-run: install
+run: install dbt-manifest
 	$(BIN)/symbiotic run
 
 ## test: set up, then run the whole suite (unit, integration, end-to-end)
-test: install
+test: install dbt-manifest
 	$(BIN)/pytest -n 2 --durations=15
 
-test-fast: install
+test-fast: install dbt-manifest
 	$(BIN)/pytest -n 2 -m "not slow"
 
 ## dev: the Dagster UI on http://127.0.0.1:3000 over the same instance `make run` uses
-dev: install
+dev: install dbt-manifest
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || $(BIN)/python -c "from symbiotic_assets.cli import prepare_dagster_home; prepare_dagster_home()"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
@@ -42,8 +50,8 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_git
 
 lint: install
-	$(BIN)/ruff check symbiotic_assets tests benchmarks
-	$(BIN)/ruff format --check symbiotic_assets tests benchmarks
+	$(BIN)/ruff check symbiotic_assets tests benchmarks grafana
+	$(BIN)/ruff format --check symbiotic_assets tests benchmarks grafana
 
 clean:
 	rm -rf .symbiotic dbt_models/target

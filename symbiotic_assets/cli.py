@@ -48,6 +48,13 @@ telemetry:
 """
 
 
+# Jobs over all repositories that `symbiotic run` materializes after the per-repository
+# git refreshes, in order.
+_GLOBAL_JOBS: list[tuple[str, str]] = [
+    ("analytics_refresh", "analytics (dbt marts) + publish"),
+]
+
+
 def prepare_dagster_home() -> Path:
     """Point DAGSTER_HOME at $SYMBIOTIC_HOME/dagster (unless set) and give it a dagster.yaml."""
     settings = load_settings()
@@ -90,7 +97,8 @@ def run(
         bool, typer.Option("--verbose", "-v", help="Show Dagster's step logs.")
     ] = False,
 ) -> None:
-    """Materialize everything: git history, merges and metrics for each repository."""
+    """Materialize everything: git history, merges and metrics per repository, then the
+    dbt marts and the published snapshot that dashboards and the API read."""
     try:
         settings = load_settings()
         specs = settings.all_repositories()
@@ -157,7 +165,29 @@ def run(
         progress_listeners.remove(on_progress)
         progress.update(detail, visible=False)
 
+        # cross-repository steps, once the repositories are in: dbt marts, then publish
+        for job_name, label in _GLOBAL_JOBS:
+            progress.update(detail, description=f"  {label}", total=None, visible=True)
+            result = defs.resolve_job_def(job_name).execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": verbosity}}}},
+            )
+            error = ""
+            if not result.success:
+                failures = [e for e in result.all_events if e.is_step_failure]
+                error = (
+                    root_cause(failures[0].step_failure_data.error)
+                    if failures and failures[0].step_failure_data
+                    else "run failed"
+                )
+            outcomes.append((label, result.success, error))
+        progress.update(detail, visible=False)
+
     _print_summary(settings.warehouse, outcomes)
+    console.print(
+        f"Published snapshot (Grafana, notebooks, API): [bold]{settings.published_dir}[/bold]"
+    )
     if any(not ok for _, ok, _ in outcomes):
         raise typer.Exit(code=1)
 
