@@ -51,6 +51,7 @@ telemetry:
 # Jobs over all repositories that `symbiotic run` materializes after the per-repository
 # git refreshes, in order.
 _GLOBAL_JOBS: list[tuple[str, str]] = [
+    ("memory_load", "memory store -> warehouse"),
     ("analytics_refresh", "analytics (dbt marts) + publish"),
 ]
 

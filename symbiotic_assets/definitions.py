@@ -11,6 +11,7 @@ import dagster as dg
 from symbiotic_assets.config import load_settings
 from symbiotic_assets.analytics import definitions as analytics_definitions
 from symbiotic_assets.git import definitions as git_definitions
+from symbiotic_assets.memory import definitions as memory_definitions
 from symbiotic_assets.serving import definitions as serving_definitions
 from symbiotic_assets.warehouse import WarehouseResource
 
@@ -23,7 +24,11 @@ def build_definitions() -> dg.Definitions:
     # Domains are imported as modules, not as `defs` objects: Dagster refuses a code
     # location module holding more than one Definitions object at module scope.
     return dg.Definitions.merge(
-        shared, git_definitions.defs, analytics_definitions.defs, serving_definitions.defs
+        shared,
+        git_definitions.defs,
+        memory_definitions.defs,
+        analytics_definitions.defs,
+        serving_definitions.defs,
     )
 
 

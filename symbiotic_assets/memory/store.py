@@ -32,7 +32,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -743,6 +743,22 @@ class MemoryStore:
             f"SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT ?", (after_id, _limit(limit))
         ).fetchall()
         return [dict(r) for r in rows]
+
+    def read_by_ids(self, table: str, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Current rows for these ids, as stored (for re-reading corrected fix attempts)."""
+        if table not in READABLE_TABLES:
+            raise ValueError(f"table: {table!r} is not one of {', '.join(READABLE_TABLES)}")
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            out += [
+                dict(r)
+                for r in self._con.execute(
+                    f"SELECT * FROM {table} WHERE id IN ({marks}) ORDER BY id", part
+                ).fetchall()
+            ]
+        return out
 
     def max_id(self, table: str) -> int:
         if table not in READABLE_TABLES:

@@ -1,0 +1,215 @@
+"""Copy new memory-store rows into the warehouse, by id high-water mark.
+
+The memory store (SQLite, many writers) is the capture plane; the warehouse
+(DuckDB, Dagster the only writer) gets a copy for marts and training. Each
+table is read from the largest id already loaded, in pages, so a load never
+reads the whole store twice and a re-run loads nothing. Corrections to fix
+attempts arrive as new rows of ``fix_attempt_corrections``; the attempts they
+name are re-read and replaced, so an edit or a delete reaches the warehouse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from symbiotic_assets.memory.store import MemoryStore
+
+MEMORY_SCHEMA_SQL = """
+CREATE SCHEMA IF NOT EXISTS memory;
+
+CREATE TABLE IF NOT EXISTS memory.fix_attempts (
+    id BIGINT NOT NULL,                    -- id in the memory store
+    idempotency_key VARCHAR NOT NULL,
+    issue_type VARCHAR NOT NULL,
+    message VARCHAR NOT NULL,
+    file_path VARCHAR,
+    line_number INTEGER,
+    stage VARCHAR NOT NULL,
+    agent VARCHAR NOT NULL,
+    strategy VARCHAR NOT NULL,
+    success BOOLEAN NOT NULL,
+    session_id VARCHAR,
+    timestamp TIMESTAMP NOT NULL,          -- UTC
+    project VARCHAR,
+    language VARCHAR,
+    recorded_at TIMESTAMP,
+    updated_at TIMESTAMP,
+    deleted BOOLEAN NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS memory.recommendation_feedback (
+    id BIGINT NOT NULL,
+    idempotency_key VARCHAR NOT NULL,
+    recommendation_id VARCHAR NOT NULL,
+    fix_attempt_id BIGINT,
+    issue_type VARCHAR,
+    agent VARCHAR,
+    strategy VARCHAR,
+    shown BOOLEAN NOT NULL,
+    followed BOOLEAN NOT NULL,
+    outcome VARCHAR NOT NULL,              -- succeeded | failed | unknown
+    confidence DOUBLE,
+    session_id VARCHAR,
+    project VARCHAR,
+    timestamp TIMESTAMP NOT NULL,
+    recorded_at TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS memory.events (
+    id BIGINT NOT NULL,
+    idempotency_key VARCHAR NOT NULL,
+    event_type VARCHAR NOT NULL,           -- session | skill_invocation | search | search_click | ...
+    payload JSON NOT NULL,
+    timestamp TIMESTAMP NOT NULL,
+    recorded_at TIMESTAMP
+);
+
+CREATE TABLE IF NOT EXISTS memory.load_state (
+    source_table VARCHAR NOT NULL,
+    last_id BIGINT NOT NULL,
+    loaded_at TIMESTAMP
+);
+"""
+
+PAGE = 50_000
+
+
+@dataclass
+class LoadResult:
+    fix_attempts: int = 0
+    corrected_attempts: int = 0
+    feedback: int = 0
+    events: int = 0
+    events_by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.fix_attempts + self.corrected_attempts + self.feedback + self.events
+
+
+def ensure_memory_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(MEMORY_SCHEMA_SQL)
+
+
+def _high_water(con: duckdb.DuckDBPyConnection, source: str) -> int:
+    row = con.execute(
+        "SELECT max(last_id) FROM memory.load_state WHERE source_table = ?", [source]
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _set_high_water(con: duckdb.DuckDBPyConnection, source: str, last_id: int) -> None:
+    con.execute("DELETE FROM memory.load_state WHERE source_table = ?", [source])
+    con.execute("INSERT INTO memory.load_state VALUES (?, ?, now()::TIMESTAMP)", [source, last_id])
+
+
+def _ts(expr: str) -> str:
+    """ISO text with an offset (as the store keeps it) to a UTC TIMESTAMP."""
+    return f"CAST(CAST({expr} AS TIMESTAMPTZ) AS TIMESTAMP)"
+
+
+_ATTEMPT_SELECT = f"""
+    SELECT id, idempotency_key, issue_type, message, file_path, line_number, stage, agent,
+           strategy, success::INTEGER = 1, session_id, {_ts("timestamp")}, project, language,
+           {_ts("recorded_at")}, {_ts("updated_at")}, coalesce(deleted, 0)::INTEGER = 1
+    FROM page
+"""
+
+
+def _replace_attempts(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> int:
+    if not rows:
+        return 0
+    page = pd.DataFrame(rows)  # noqa: F841 - read by DuckDB's replacement scan
+    for col in (
+        "updated_at",
+        "deleted",
+        "file_path",
+        "line_number",
+        "session_id",
+        "project",
+        "language",
+    ):
+        if col not in page:
+            page[col] = None
+    con.register("page", page)
+    try:
+        con.execute("DELETE FROM memory.fix_attempts WHERE id IN (SELECT id FROM page)")
+        con.execute(f"INSERT INTO memory.fix_attempts {_ATTEMPT_SELECT}")
+    finally:
+        con.unregister("page")
+    return len(rows)
+
+
+def load_memory(store_path: str | Path, con: duckdb.DuckDBPyConnection) -> LoadResult:
+    """Bring the warehouse's ``memory`` schema up to date with the store; idempotent."""
+    ensure_memory_schema(con)
+    result = LoadResult()
+    if not Path(store_path).exists():
+        return result
+    with MemoryStore(store_path) as store:
+        # fix attempts, then corrections of attempts loaded earlier
+        con.execute("BEGIN TRANSACTION")
+        try:
+            last = _high_water(con, "fix_attempts")
+            while rows := store.read_since("fix_attempts", last, limit=PAGE):
+                result.fix_attempts += _replace_attempts(con, rows)
+                last = int(rows[-1]["id"])
+            _set_high_water(con, "fix_attempts", last)
+
+            last_corr = _high_water(con, "fix_attempt_corrections")
+            while corrections := store.read_since("fix_attempt_corrections", last_corr, limit=PAGE):
+                ids = sorted({int(c["fix_attempt_id"]) for c in corrections})
+                current = store.read_by_ids("fix_attempts", ids)
+                result.corrected_attempts += _replace_attempts(con, current)
+                last_corr = int(corrections[-1]["id"])
+            _set_high_water(con, "fix_attempt_corrections", last_corr)
+
+            last_fb = _high_water(con, "recommendation_feedback")
+            while rows := store.read_since("recommendation_feedback", last_fb, limit=PAGE):
+                page = pd.DataFrame(rows)
+                con.register("page", page)
+                try:
+                    con.execute(
+                        f"""
+                        INSERT INTO memory.recommendation_feedback
+                        SELECT id, idempotency_key, recommendation_id, fix_attempt_id, issue_type, agent,
+                               strategy, shown::INTEGER = 1, followed::INTEGER = 1, outcome, confidence,
+                               session_id, project, {_ts("timestamp")}, {_ts("recorded_at")}
+                        FROM page WHERE id NOT IN (SELECT id FROM memory.recommendation_feedback)
+                        """
+                    )
+                finally:
+                    con.unregister("page")
+                result.feedback += len(rows)
+                last_fb = int(rows[-1]["id"])
+            _set_high_water(con, "recommendation_feedback", last_fb)
+
+            last_ev = _high_water(con, "events")
+            while rows := store.read_since("events", last_ev, limit=PAGE):
+                page = pd.DataFrame(rows)
+                con.register("page", page)
+                try:
+                    con.execute(
+                        f"""
+                        INSERT INTO memory.events
+                        SELECT id, idempotency_key, event_type, payload::JSON, {_ts("timestamp")},
+                               {_ts("recorded_at")}
+                        FROM page WHERE id NOT IN (SELECT id FROM memory.events)
+                        """
+                    )
+                finally:
+                    con.unregister("page")
+                for t in page["event_type"]:
+                    result.events_by_type[t] = result.events_by_type.get(t, 0) + 1
+                result.events += len(rows)
+                last_ev = int(rows[-1]["id"])
+            _set_high_water(con, "events", last_ev)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return result
