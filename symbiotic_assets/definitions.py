@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from symbiotic_assets.config import load_settings
 from symbiotic_assets.analytics import definitions as analytics_definitions
+from symbiotic_assets.config import load_settings
 from symbiotic_assets.git import definitions as git_definitions
 from symbiotic_assets.memory import definitions as memory_definitions
 from symbiotic_assets.serving import definitions as serving_definitions
