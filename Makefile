@@ -47,7 +47,8 @@ dev: install dbt-manifest
 
 ## bench: extraction throughput vs plain git log, conflict detection, no-op refresh
 bench: install
-	$(BIN)/python -m benchmarks.bench_git
+	mkdir -p $(SYMBIOTIC_HOME)/bench
+	$(BIN)/python -m benchmarks.bench_git --commits 50000 --repeat 3 --json $(SYMBIOTIC_HOME)/bench/git.json
 
 lint: install
 	$(BIN)/ruff check symbiotic_assets tests benchmarks grafana

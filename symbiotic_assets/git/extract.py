@@ -138,33 +138,40 @@ def _frames(batch: ColumnBatch) -> tuple[pd.DataFrame, pd.DataFrame]:
     return commits_df, files_df
 
 
-def _write_commit_chunk(con: duckdb.DuckDBPyConnection, repository: str, batch: ColumnBatch) -> tuple[int, int, int]:  # fmt: skip
+def _write_commit_chunk(con: duckdb.DuckDBPyConnection, repository: str, batch: ColumnBatch, fresh: bool = False) -> tuple[int, int, int]:  # fmt: skip
     """Insert commits not stored yet; revive stored ones that are reachable again.
 
     Returns (new commits, revived commits, new file rows). One transaction per chunk,
     so an interrupted run leaves whole chunks, and the next run skips them.
+    ``fresh`` (the repository had no stored commit when the run began, and git
+    lists each commit once) skips the existence checks.
     """
     commits_df, files_df = _frames(batch)
     con.register("chunk_commits", commits_df)
     con.register("chunk_files", files_df)
     try:
         con.execute("BEGIN TRANSACTION")
-        revived = con.execute(
-            """
-            UPDATE git.commits SET is_reachable = true, unreachable_since = NULL
-            WHERE repository = ? AND NOT is_reachable
-              AND hash IN (SELECT hash FROM chunk_commits)
-            """,
-            [repository],
-        ).fetchone()
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE chunk_new AS
-            SELECT c.hash FROM chunk_commits c
-            WHERE NOT EXISTS (SELECT 1 FROM git.commits x WHERE x.repository = ? AND x.hash = c.hash)
-            """,
-            [repository],
-        )
+        if fresh:
+            con.execute("CREATE OR REPLACE TEMP TABLE chunk_new AS SELECT hash FROM chunk_commits")
+            revived = (0,)
+        else:
+            revived = con.execute(
+                """
+                UPDATE git.commits SET is_reachable = true, unreachable_since = NULL
+                WHERE repository = ? AND NOT is_reachable
+                  AND hash IN (SELECT hash FROM chunk_commits)
+                """,
+                [repository],
+            ).fetchone()
+            con.execute(
+                """
+                CREATE OR REPLACE TEMP TABLE chunk_new AS
+                SELECT c.hash FROM chunk_commits c
+                WHERE NOT EXISTS (SELECT 1 FROM git.commits x
+                                  WHERE x.repository = ? AND x.hash = c.hash)
+                """,
+                [repository],
+            )
         con.execute(
             """
             INSERT INTO git.commits
@@ -292,6 +299,7 @@ def _stream_into_warehouse(
     batches: Iterable[ColumnBatch],
     result: RefreshResult,
     progress: ProgressFn | None,
+    fresh: bool,
 ) -> None:
     """Write chunks on a second thread while this one keeps reading git's pipe.
 
@@ -312,7 +320,8 @@ def _stream_into_warehouse(
         for batch in batches:
             if pending:
                 account(*pending)
-            pending = (writer.submit(_write_commit_chunk, con, repository, batch), len(batch))
+            future = writer.submit(_write_commit_chunk, con, repository, batch, fresh)
+            pending = (future, len(batch))
         if pending:
             account(*pending)
 
@@ -323,7 +332,7 @@ def refresh_repository(
     *,
     progress: ProgressFn | None = None,
     total_hint: Callable[[int], None] | None = None,
-    chunk_commits: int = 20_000,
+    chunk_commits: int = 5_000,
     force: bool = False,
 ) -> RefreshResult:
     """Bring the warehouse's copy of one repository's history up to date."""
@@ -382,6 +391,20 @@ def refresh_repository(
         out = _run_with_stdin(repo, ["rev-list", "--count", "--stdin"], revs)
         total_hint(int(out.strip() or 0))
 
+    default_tip = next(
+        (
+            r.tip_hash
+            for r in refs
+            if default_branch
+            and r.short_name == default_branch
+            and r.ref_type in ("branch", "remote_branch")
+        ),
+        None,
+    )
+    # `for-each-ref --merged` needs only the refs: let it run while the log streams
+    side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="merged-into")
+    merged_future = side.submit(repo.merged_into, default_tip) if default_tip else None
+
     with connect(warehouse) as con:
         # git log takes one core; one DuckDB thread on the other inserts with less
         # CPU overall than a pool that competes with git for both.
@@ -389,7 +412,12 @@ def refresh_repository(
         if tips:
             stream = repo.stream(["log", *LOG_ARGS, "--stdin"], stdin_lines=revs)
             _stream_into_warehouse(
-                con, spec.name, iter_batches(stream, chunk_commits), result, progress
+                con,
+                spec.name,
+                iter_batches(stream, chunk_commits),
+                result,
+                progress,
+                not has_stored,
             )
 
         # 2. commits a rewrite left behind
@@ -452,15 +480,8 @@ def refresh_repository(
             result.deleted_branches = [n.removeprefix("refs/heads/") for n, _ in deleted]
 
         # 4. refs snapshot and the repository row, last: a run that died earlier is redone
-        merged: set[str] = set()
-        default_tip = None
-        if default_branch:
-            for r in refs:
-                if r.short_name == default_branch and r.ref_type in ("branch", "remote_branch"):
-                    default_tip = r.tip_hash
-                    break
-        if default_tip:
-            merged = repo.merged_into(default_tip)
+        merged: set[str] = merged_future.result() if merged_future else set()
+        side.shutdown()
         refs_df = pd.DataFrame(
             {
                 "ref_name": [r.ref_name for r in refs],

@@ -1,0 +1,1 @@
+"""Benchmarks and offline evaluations (run as ``python -m benchmarks.<name>``)."""

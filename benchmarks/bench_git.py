@@ -1,0 +1,403 @@
+"""How fast git extraction is, measured against git itself on a generated history.
+
+The yardstick is a plain ``git log --all --numstat`` whose output Python reads
+and throws away: extraction cannot be faster than the git process it parses,
+so the ratio ``baseline_seconds / extraction_seconds`` says how much our
+parsing and writing cost on top (goal: at least 0.8). Everything runs in one
+process, on the same repository, after a warm-up run, so the page cache treats
+both alike.
+
+The repository is generated in a child process, so the peak memory reported
+(``ru_maxrss`` of this process) is extraction's and DuckDB's, not the
+generator's.
+
+    python -m benchmarks.bench_git [--commits 50000] [--repo PATH] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import platform
+import pstats
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+GOAL_RATIO = 0.8
+GOAL_NOOP_SECONDS = 1.0
+INCREMENTAL_COMMITS = 100
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    step: str
+    seconds: float | None
+    items: int | None = None
+    unit: str = ""
+    note: str = ""
+    cpu_python: float | None = None  # CPU seconds of this process during the step
+    cpu_git: float | None = None  # CPU seconds of git processes that finished during the step
+
+    @property
+    def rate(self) -> float | None:
+        if self.items is None or not self.seconds:
+            return None
+        return self.items / self.seconds
+
+
+@dataclass
+class BenchResult:
+    repository: str
+    commits: int
+    rows: list[Row] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for row, raw in zip(self.rows, data["rows"], strict=True):
+            raw["rate_per_second"] = row.rate
+        return data
+
+
+def _git_out(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, check=True, text=True
+    ).stdout.strip()
+
+
+def _max_rss_bytes(who: int) -> int:
+    rss = resource.getrusage(who).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # kilobytes on Linux
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.0f} MiB"
+
+
+def git_log_baseline(repo: Path) -> tuple[float, int]:
+    """Seconds and bytes of one ``git log --all --numstat``, read by Python and discarded."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        ["git", "-C", str(repo), "log", "--all", "--numstat"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        bufsize=0,  # a raw pipe: read() returns whatever is there, up to 1 MiB
+    )
+    assert proc.stdout is not None
+    total = 0
+    while chunk := proc.stdout.read(1 << 20):
+        total += len(chunk)
+    if proc.wait() != 0:
+        raise RuntimeError(f"git log --all --numstat failed in {repo} (status {proc.returncode})")
+    return time.perf_counter() - started, total
+
+
+def generate(path: Path, commits: int, seed: int) -> dict[str, Any]:
+    """Run the generator in a child process; returns its summary."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.synthetic_repo", str(path),
+         "--commits", str(commits), "--seed", str(seed), "--json"],
+        capture_output=True, check=False, text=True,
+    )  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"generating {path} failed: {out.stderr.strip()[-2000:]}")
+    summary: dict[str, Any] = json.loads(out.stdout)
+    return summary
+
+
+def _profiled(profile_dir: Path | None, name: str, fn: Any, *args: Any) -> Any:
+    if profile_dir is None:
+        return fn(*args)
+    profiler = cProfile.Profile()
+    try:
+        return profiler.runcall(fn, *args)
+    finally:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        target = profile_dir / f"{name}.prof"
+        profiler.dump_stats(str(target))
+        print(f"\n--- cProfile of {name} (top 20 by cumulative time; full: {target}) ---")
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(20)
+
+
+def _warehouse_counts(warehouse: Path) -> dict[str, int | None]:
+    """Row counts of the tables extraction writes (None when a table cannot be read)."""
+    import duckdb
+
+    counts: dict[str, int | None] = {}
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        for table, where in (
+            ("commits", "WHERE is_reachable"),
+            ("commit_files", ""),
+            ("refs", ""),
+            ("ref_events", ""),
+            ("merges", ""),
+        ):
+            try:
+                row = con.execute(f"SELECT count(*) FROM git.{table} {where}").fetchone()
+                counts[table] = int(row[0]) if row else None
+            except duckdb.Error:
+                counts[table] = None
+    finally:
+        con.close()
+    return counts
+
+
+def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float, float, float]:
+    """Call ``fn``: (its value, wall seconds, CPU seconds here, CPU seconds of finished children)."""
+    before, started = os.times(), time.perf_counter()
+    value = fn(*args)
+    wall, after = time.perf_counter() - started, os.times()
+    cpu_self = (after.user - before.user) + (after.system - before.system)
+    cpu_children = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    return value, wall, cpu_self, cpu_children
+
+
+def run_bench(
+    commits: int,
+    repo: Path | None,
+    seed: int,
+    keep: bool,
+    profile_dir: Path | None,
+    repeat: int = 2,
+) -> BenchResult:
+    from benchmarks.synthetic_repo import CONFIG_MARKER, append_commits
+    from symbiotic_assets.config import RepositorySpec
+    from symbiotic_assets.git.extract import detect_merge_conflicts, refresh_repository
+
+    scratch = Path(tempfile.mkdtemp(prefix="symbiotic-bench-"))
+    try:
+        summary: dict[str, Any] | None = None
+        rows: list[Row] = []
+        if repo is None:
+            repo = scratch / "repo"
+            print(f"generating a {commits:,}-commit repository in {repo} ...", flush=True)
+            summary = generate(repo, commits, seed)
+            rows.append(Row("generate (git fast-import)", float(summary["seconds"]),
+                            int(summary["commits"]), "commits"))  # fmt: skip
+        repo = repo.resolve()
+        total = int(_git_out(repo, "rev-list", "--all", "--count"))
+        merges_total = int(_git_out(repo, "rev-list", "--merges", "--all", "--count"))
+        result = BenchResult(repository=str(repo), commits=total, rows=rows)
+        result.environment = {
+            "git": _git_out(repo, "version"),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_average_at_start": os.getloadavg()[0],
+        }
+        if summary is not None:
+            result.figures["generator"] = summary
+        spec = RepositorySpec(name="synthetic", path=repo)
+
+        # Baseline and full extraction alternate, so that a busy machine slows both
+        # alike; the best of each counts. The first git log only warms the page cache.
+        git_log_baseline(repo)
+        baselines: list[tuple[float, float, float]] = []
+        extractions: list[tuple[float, float, float]] = []
+        warehouse = scratch / "warehouse.duckdb"
+        full: Any = None
+        baseline_bytes = 0
+        for run in range(max(repeat, 1)):
+            print(f"run {run + 1}/{repeat}: git log --all --numstat ...", flush=True)
+            (_, baseline_bytes), wall, cpu, cpu_git = _timed(git_log_baseline, repo)
+            baselines.append((wall, cpu, cpu_git))
+            print(f"run {run + 1}/{repeat}: full refresh into a new warehouse ...", flush=True)
+            if warehouse.exists():
+                warehouse.unlink()
+            name = f"refresh_full_{run + 1}"
+            full, wall, cpu, cpu_git = _timed(
+                _profiled, profile_dir, name, refresh_repository, str(warehouse), spec
+            )
+            extractions.append((wall, cpu, cpu_git))
+            print(f"  -> {full}", flush=True)
+        peak_after_full = _max_rss_bytes(resource.RUSAGE_SELF)
+        best_base = min(baselines)
+        best_ours = min(extractions)
+        rows.append(Row("baseline git log --all --numstat", best_base[0], total, "commits",
+                        f"{baseline_bytes / (1 << 20):.0f} MiB of output", *best_base[1:]))  # fmt: skip
+        rows.append(Row("extraction: full refresh", best_ours[0], total, "commits",
+                        f"new_commits={full.new_commits}", *best_ours[1:]))  # fmt: skip
+        ratio = best_base[0] / best_ours[0]
+        # CPU seconds (git plus Python) do not depend on what else the machine runs
+        cpu_ratio = sum(best_base[1:]) / sum(best_ours[1:]) if sum(best_ours[1:]) else None
+
+        print("merge conflict detection ...", flush=True)
+        merges, wall, cpu, cpu_git = _timed(
+            _profiled, profile_dir, "detect_merge_conflicts", detect_merge_conflicts,
+            str(warehouse), spec,
+        )  # fmt: skip
+        print(f"  -> {merges}", flush=True)
+        two_parent = int(merges.clean) + int(merges.conflict)
+        rows.append(Row("conflict detection (merge-tree)", wall, two_parent, "merges",
+                        f"clean={merges.clean} conflict={merges.conflict} "
+                        f"octopus={merges.octopus} errors={merges.errors}", cpu, cpu_git))  # fmt: skip
+
+        print("no-op refresh ...", flush=True)
+        noop, noop_s, cpu, cpu_git = _timed(refresh_repository, str(warehouse), spec)
+        rows.append(Row("no-op refresh", noop_s, None, "", f"noop={noop.noop}", cpu, cpu_git))
+
+        incremental: Any = None
+        incremental_s: float | None = None
+        if _git_out(repo, "config", "--default", "", "--get", CONFIG_MARKER) == "true":
+            append_commits(repo, INCREMENTAL_COMMITS)
+            print(f"incremental refresh after {INCREMENTAL_COMMITS} new commits ...", flush=True)
+            incremental, incremental_s, cpu, cpu_git = _timed(
+                refresh_repository, str(warehouse), spec
+            )
+            rows.append(Row(f"incremental refresh (+{INCREMENTAL_COMMITS} commits)",
+                            incremental_s, int(incremental.new_commits), "commits",
+                            f"new_commits={incremental.new_commits}", cpu, cpu_git))  # fmt: skip
+            merges_again, wall, cpu, cpu_git = _timed(detect_merge_conflicts, str(warehouse), spec)
+            rows.append(Row("conflict detection, nothing new", wall, int(merges_again.examined),
+                            "merges", "", cpu, cpu_git))  # fmt: skip
+        else:
+            print(f"  {repo} was not generated by this benchmark: incremental step skipped")
+
+        result.environment["load_average_at_end"] = os.getloadavg()[0]
+        result.figures.update(
+            baseline_seconds=best_base[0],
+            baseline_runs_seconds=[b[0] for b in baselines],
+            extraction_seconds=best_ours[0],
+            extraction_runs_seconds=[e[0] for e in extractions],
+            ratio_baseline_over_extraction=ratio,
+            cpu_ratio_baseline_over_extraction=cpu_ratio,
+            extraction_commits_per_second=total / best_ours[0],
+            baseline_commits_per_second=total / best_base[0],
+            conflict_merges_per_second=two_parent / merges.seconds if merges.seconds else None,
+            noop_seconds=noop_s,
+            incremental_seconds=incremental_s,
+            peak_rss_bytes_after_full_refresh=peak_after_full,
+            peak_rss_bytes=_max_rss_bytes(resource.RUSAGE_SELF),
+            warehouse_bytes=warehouse.stat().st_size if warehouse.exists() else None,
+        )
+
+        counts = _warehouse_counts(warehouse)
+        expected_commits = total + (INCREMENTAL_COMMITS if incremental else 0)
+        checks: dict[str, Any] = {
+            "ratio_goal_met": ratio >= GOAL_RATIO,
+            "noop_goal_met": bool(noop.noop) and noop_s <= GOAL_NOOP_SECONDS,
+            "stored_commits": counts.get("commits"),
+            "stored_commits_equal_rev_list": counts.get("commits") == expected_commits,
+            "stored_merges": counts.get("merges"),
+            "merges_equal_rev_list": counts.get("merges") == merges_total,
+        }
+        if incremental is not None:
+            checks["incremental_new_commits_equal_appended"] = (
+                incremental.new_commits == INCREMENTAL_COMMITS
+            )
+        if summary is not None:
+            checks["conflicts_equal_generator"] = merges.conflict == summary["conflicting_merges"]
+            checks["clean_equal_generator"] = merges.clean == summary["clean_merges"]
+            checks["octopus_equal_generator"] = merges.octopus == summary["octopus_merges"]
+        result.checks = checks
+        return result
+    finally:
+        if keep:
+            print(f"kept {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    """``value`` formatted by ``spec`` ("8.3f"), or a dash as wide."""
+    return format("-", ">" + spec.split(".")[0]) if value is None else format(value, spec)
+
+
+def render(result: BenchResult) -> str:
+    """The table a person reads."""
+    width = 118
+    lines = [
+        f"repository: {result.repository}  ({result.commits:,} commits)",
+        f"{'step':<38} {'seconds':>8} {'items':>7} {'per second':>17} {'cpu py':>7} {'cpu git':>7}"
+        "  note",
+        "-" * width,
+    ]
+    for row in result.rows:
+        items = "-" if row.items is None else f"{row.items:,}"
+        rate = "-" if row.rate is None else f"{row.rate:,.0f} {row.unit}/s"
+        lines.append(
+            f"{row.step:<38} {_fmt(row.seconds, '8.3f')} {items:>7} {rate:>17} "
+            f"{_fmt(row.cpu_python, '7.2f')} {_fmt(row.cpu_git, '7.2f')}  {row.note}"
+        )
+    f = result.figures
+    env = result.environment
+    lines += [
+        "-" * width,
+        f"ratio baseline/extraction: {_fmt(f.get('ratio_baseline_over_extraction'), '.2f')}"
+        f"  (goal >= {GOAL_RATIO}; best of {len(f['extraction_runs_seconds'])} alternating runs:"
+        f" baseline {', '.join(f'{x:.2f}' for x in f['baseline_runs_seconds'])} s,"
+        f" extraction {', '.join(f'{x:.2f}' for x in f['extraction_runs_seconds'])} s)",
+        f"CPU-time ratio (git + Python): {_fmt(f.get('cpu_ratio_baseline_over_extraction'), '.2f')}"
+        "  (independent of load; wall-clock ratio on idle cores lies between it and ~1)",
+        f"no-op refresh: {_fmt(f.get('noop_seconds'), '.3f')} s  (goal <= {GOAL_NOOP_SECONDS} s)",
+        f"peak memory of this process: {_mib(f['peak_rss_bytes_after_full_refresh'])} after the "
+        f"full refresh, {_mib(f['peak_rss_bytes'])} at the end (the generator ran in a child)",
+        f"load average: {env['load_average_at_start']:.2f} at start, "
+        f"{env['load_average_at_end']:.2f} at end, on {env['cpus']} CPUs",
+    ]
+    busiest = max(env["load_average_at_start"], env["load_average_at_end"])
+    if env["cpus"] and busiest > 0.5 * env["cpus"]:
+        lines.append(
+            f"WARNING: the machine was busy (load {busiest:.1f} on {env['cpus']} CPUs); "
+            "wall-clock figures are unreliable, compare the CPU columns"
+        )
+    if f.get("warehouse_bytes"):
+        lines.append(f"warehouse file: {_mib(f['warehouse_bytes'])}")
+    lines.append("checks:")
+    for key, value in result.checks.items():
+        lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_git",
+        description="Benchmark git extraction against plain git log on a generated repository.",
+    )
+    parser.add_argument("--commits", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repo", type=Path, help="use this repository instead of generating one "
+                        "(commits are appended only if benchmarks.synthetic_repo made it)")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--keep", action="store_true", help="keep the repository and warehouse")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run extraction under cProfile and write .prof files here "
+                        "(timings then include the profiler's overhead)")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="alternating baseline/extraction runs; the best of each counts")  # fmt: skip
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal or check fails")
+    args = parser.parse_args(argv)
+
+    result = run_bench(args.commits, args.repo, args.seed, args.keep, args.profile, args.repeat)
+    print()
+    print(render(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.as_json(), indent=2, default=str) + "\n")
+        print(f"results written to {args.json}")
+    if args.strict and not all(v for v in result.checks.values() if isinstance(v, bool)):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
