@@ -1,0 +1,77 @@
+"""Issue embedding speed: single-issue p50/p95 and batch throughput, torch vs ONNX.
+
+The torch (sentence-transformers) backend is the baseline measured in the same
+run; ratios are baseline time / candidate time. Every timed text is unique so
+the content-hash cache never answers. Agreement is the mean (and minimum)
+cosine between each ONNX variant and torch on the same texts.
+
+Run: ``python -m benchmarks.bench_embedding``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from benchmarks.fix_history import generate_history
+from symbiotic_assets.memory.embedder import IssueEmbedder, issue_text
+
+
+def measure(
+    embedder: IssueEmbedder, texts: list[str], singles: int, batch: int
+) -> dict[str, float]:
+    embedder.warm_up()
+    times = []
+    for j in range(singles):
+        t = time.perf_counter()
+        embedder.embed_one(f"{texts[j % len(texts)]} #{embedder.model_id}-{j}")
+        times.append(time.perf_counter() - t)
+    bulk = [f"{t} ~{embedder.model_id}" for t in texts]
+    t = time.perf_counter()
+    embedder.embed_many(bulk, batch_size=batch)
+    elapsed = time.perf_counter() - t
+    return {
+        "p50_ms": float(np.percentile(times, 50) * 1000),
+        "p95_ms": float(np.percentile(times, 95) * 1000),
+        "texts_per_s": len(bulk) / elapsed,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--singles", type=int, default=200)
+    parser.add_argument("--texts", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    history = generate_history(n=args.texts, seed=5)
+    texts = [issue_text(a.issue_type, a.message, a.file_path, a.stage) for a in history.attempts]
+
+    variants = {
+        "torch": IssueEmbedder(backend="torch"),
+        "onnx-fp32": IssueEmbedder(backend="onnx", quantize=False),
+        "onnx-int8": IssueEmbedder(backend="onnx", quantize=True),
+    }
+    reference = variants["torch"].embed_many(texts[:300])
+    rows = {}
+    for name, emb in variants.items():
+        rows[name] = measure(emb, texts, args.singles, args.batch_size)
+        cos = (emb.embed_many(texts[:300]) * reference).sum(axis=1)
+        rows[name]["agree_mean"] = float(cos.mean())
+        rows[name]["agree_min"] = float(cos.min())
+    base = rows["torch"]
+    print(
+        f"{'backend':<10} {'p50 ms':>8} {'p95 ms':>8} {'texts/s':>9} {'x p50':>7} {'x batch':>8} "
+        f"{'cos mean':>9} {'cos min':>8}"
+    )
+    for name, r in rows.items():
+        print(
+            f"{name:<10} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['texts_per_s']:>9.0f} "
+            f"{base['p50_ms'] / r['p50_ms']:>7.2f} {r['texts_per_s'] / base['texts_per_s']:>8.2f} "
+            f"{r['agree_mean']:>9.4f} {r['agree_min']:>8.4f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
