@@ -1,0 +1,259 @@
+"""Search commits in plain language, from the published serving index only.
+
+``semantic_search`` never opens the warehouse: it reads the files that the
+``search/serving_index`` asset published (``$SYMBIOTIC_HOME/published/search``),
+so it keeps working while a materialization holds the warehouse's write lock.
+The index is loaded once per process and reloaded when the pointer names a new
+version. The query is embedded with the same model variant as the stored
+vectors (the index records it).
+
+``record_search`` and ``record_click`` put what people did into the memory store;
+the ``search/ranker_weights`` asset learns from them.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from symbiotic_assets.search.index import SearchIndex, current_version, load_published
+from symbiotic_assets.search.text import parse_query
+
+if TYPE_CHECKING:  # pragma: no cover
+    from symbiotic_assets.memory.embedder import IssueEmbedder
+    from symbiotic_assets.memory.store import StoreLike
+    from symbiotic_assets.search.index import Hit
+
+_lock = threading.Lock()
+_indexes: dict[Path, SearchIndex] = {}
+_embedders: dict[str, IssueEmbedder] = {}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One commit found, and why."""
+
+    hash: str
+    repository: str
+    author: str
+    date: str  # ISO 8601, UTC
+    subject: str
+    score: float
+    why: str
+    rank: int
+    is_merge: bool
+    paths: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_index_root() -> Path:
+    from symbiotic_assets.config import load_settings
+
+    return load_settings().published_dir / "search"
+
+
+def open_index(root: Path | None = None) -> SearchIndex:
+    """The published index (cached per process; reloaded when a new version is published)."""
+    root = (root or default_index_root()).resolve()
+    version = current_version(root)
+    with _lock:
+        cached = _indexes.get(root)
+        if cached is not None and cached.version == version:
+            return cached
+    index = load_published(root)
+    with _lock:
+        _indexes[root] = index
+    return index
+
+
+def embedder_for(model_id: str) -> IssueEmbedder:
+    """An embedder producing the same vectors as ``model_id`` (``name@torch|onnx|onnx-int8``)."""
+    from symbiotic_assets.memory.embedder import IssueEmbedder
+
+    with _lock:
+        found = _embedders.get(model_id)
+    if found is not None:
+        return found
+    base = model_id.split("|", 1)[0]
+    name, _, variant = base.partition("@")
+    if variant not in ("torch", "onnx", "onnx-int8"):
+        raise ValueError(
+            f"model {model_id!r}: unknown variant {variant!r}; expected torch, onnx or onnx-int8"
+        )
+    embedder = IssueEmbedder(
+        model_name=name,
+        backend="torch" if variant == "torch" else "onnx",
+        quantize=variant == "onnx-int8",
+    )
+    with _lock:
+        _embedders[model_id] = embedder
+    return embedder
+
+
+def _as_datetime(value: datetime | date | str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: expected an ISO date such as 2024-03-01") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def explain(hit: Hit, index: SearchIndex, surface: dict[str, str]) -> str:
+    """Why a commit matched, in words: semantic similarity, the terms, exact identifiers."""
+    f = hit.features
+    parts = [f"semantic {f['semantic']:.2f}"]
+    if hit.matched_terms:
+        words = list(dict.fromkeys(surface.get(t, t) for t in hit.matched_terms))
+        parts.append("terms: " + ", ".join(words[:8]))
+    if f["hash_prefix"] > 0:
+        parts.append("hash prefix")
+    if f["issue_ref"] > 0:
+        parts.append("issue reference")
+    if f["identifier"] > 0:
+        parts.append("identifier")
+    if index.weights.source == "learned":
+        parts.append("learned ranker")
+    return "; ".join(parts)
+
+
+def semantic_search(
+    query: str,
+    k: int = 10,
+    repositories: Sequence[str] | None = None,
+    authors: Sequence[str] | None = None,
+    since: datetime | date | str | None = None,
+    until: datetime | date | str | None = None,
+    paths: Sequence[str] | None = None,
+    include_merges: bool = False,
+    *,
+    index_root: Path | None = None,
+) -> list[SearchResult]:
+    """Commits best matching ``query`` across all published repositories, best first.
+
+    Filters: repository names, author substrings (name, case-insensitive),
+    authored in ``[since, until)``, touching a path under one of ``paths``;
+    merges are left out unless ``include_merges``.
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError(f"query={query!r}: must be a non-empty string")
+    if not 1 <= k <= 1000:
+        raise ValueError(f"k={k}: must be between 1 and 1000")
+    if isinstance(repositories, str) or isinstance(authors, str) or isinstance(paths, str):
+        raise TypeError("repositories, authors and paths take lists of strings, not one string")
+    index = open_index(index_root)
+    if index.size == 0:
+        return []
+    unknown = sorted(set(repositories or ()) - set(index.repository_names))
+    if unknown:
+        raise ValueError(
+            f"repositories: {', '.join(unknown)} not in the published index "
+            f"(known: {', '.join(index.repository_names)})"
+        )
+    mask = index.filter_mask(
+        repositories=repositories,
+        authors=authors,
+        since=_as_datetime(since, "since"),
+        until=_as_datetime(until, "until"),
+        paths=paths,
+        include_merges=include_merges,
+    )
+    if mask is not None and not mask.any():
+        return []
+    parsed = parse_query(query)
+    vec = embedder_for(index.model_id).embed_one(" ".join(query.split()))
+    hits = index.rank(parsed, vec, k=k, mask=mask)
+    surface = {
+        t.term: (t.surface.lower() if t.kind == "word" else t.surface) for t in parsed.tokens
+    }
+    out: list[SearchResult] = []
+    for rank, hit in enumerate(hits, start=1):
+        d = hit.doc
+        out.append(
+            SearchResult(
+                hash=index.hash_of(d),
+                repository=index.repository_names[int(index.repository_codes[d])],
+                author=index.author_names[int(index.author_codes[d])],
+                date=datetime.fromtimestamp(int(index.authored_at[d]), UTC).isoformat(),
+                subject=index.subject(d),
+                score=round(hit.score, 4),
+                why=explain(hit, index, surface),
+                rank=rank,
+                is_merge=bool(index.is_merge[d]),
+                paths=index.doc_paths(d)[:20],
+            )
+        )
+    return out
+
+
+def record_search(
+    query: str,
+    results: Sequence[SearchResult | str],
+    *,
+    search_id: str | None = None,
+    session_id: str | None = None,
+    project: str | None = None,
+    store: StoreLike = None,
+) -> str:
+    """Record that ``results`` (in rank order) were shown for ``query``; returns the search id.
+
+    Pass the id to ``record_click`` so that the click joins this search exactly.
+    """
+    from symbiotic_assets.memory.models import SearchEvent
+    from symbiotic_assets.memory.store import record_event
+
+    sid = search_id or uuid.uuid4().hex
+    shown = [r.hash if isinstance(r, SearchResult) else str(r) for r in results]
+    record_event(
+        SearchEvent(
+            search_id=sid,
+            query=query,
+            results_shown=shown,
+            session_id=session_id,
+            project=project,
+            idempotency_key=f"search:{sid}",
+        ),
+        store=store,
+    )
+    return sid
+
+
+def record_click(
+    query: str,
+    clicked_hash: str,
+    rank: int,
+    *,
+    search_id: str | None = None,
+    session_id: str | None = None,
+    project: str | None = None,
+    store: StoreLike = None,
+) -> int:
+    """Record that the result at ``rank`` (1-based) was picked; returns the event id."""
+    from symbiotic_assets.memory.models import SearchClick
+    from symbiotic_assets.memory.store import record_event
+
+    key = f"click:{search_id}:{clicked_hash}" if search_id else None
+    return record_event(
+        SearchClick(
+            search_id=search_id,
+            query=query,
+            clicked_hash=clicked_hash,
+            rank=rank,
+            session_id=session_id,
+            project=project,
+            idempotency_key=key,
+        ),
+        store=store,
+    )

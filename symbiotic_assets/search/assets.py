@@ -1,0 +1,202 @@
+"""Search assets: commit vectors per repository, learned ranker weights, the serving index.
+
+``search/commit_embeddings`` (per repository partition) embeds only commits
+without a vector for the current model. ``search/ranker_weights`` learns from the
+searches and clicks in the memory store, scoring them against the index that was
+published when they happened (the one people saw). ``search/serving_index``
+reads vectors, metadata and the latest weights from the warehouse and publishes
+them as files; readers use only those files.
+"""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+
+from symbiotic_assets.git.assets import COMMIT_FILES, COMMITS, repositories_partitions
+from symbiotic_assets.memory.resources import EmbedderResource
+from symbiotic_assets.warehouse import WAREHOUSE_POOL, WarehouseResource
+
+GROUP = "search"
+COMMIT_EMBEDDINGS = dg.AssetKey(["search", "commit_embeddings"])
+RANKER_WEIGHTS = dg.AssetKey(["search", "ranker_weights"])
+SERVING_INDEX = dg.AssetKey(["search", "serving_index"])
+
+
+def search_root() -> Path:
+    from symbiotic_assets.config import load_settings
+
+    return load_settings().published_dir / "search"
+
+
+@dg.asset(
+    key=COMMIT_EMBEDDINGS,
+    deps=[COMMITS, COMMIT_FILES],
+    partitions_def=repositories_partitions,
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    check_specs=[dg.AssetCheckSpec("unit_vectors_384", asset=COMMIT_EMBEDDINGS)],
+    description="One 384-dim unit vector per reachable commit and model (commit text: subject, "
+    "body, touched paths in words). Incremental: only commits without a vector are embedded.",
+)
+def commit_embeddings(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    search_embedder: EmbedderResource,
+) -> Iterator:
+    from symbiotic_assets.search.commit_embeddings import embed_repository, model_key
+
+    repository = context.partition_key
+    embedder = search_embedder.get_embedder()
+
+    def progress(done: int, total: int) -> None:
+        context.log.info(f"{repository}: {done}/{total} commits embedded")
+
+    with warehouse.connect() as con:
+        result = embed_repository(
+            con, repository, embedder, batch_size=search_embedder.batch_size, progress=progress
+        )
+        key = model_key(embedder)
+        bad = con.execute(
+            "SELECT count(*) FROM search.commit_embeddings WHERE repository = ? AND model = ? "
+            "AND (len(vector) <> 384 OR abs(list_dot_product(vector, vector) - 1) > 1e-3)",
+            [repository, key],
+        ).fetchone()
+    context.log.info(
+        f"{repository}: {result.pending} commits without a vector, {result.model_calls} sent to "
+        f"the model (the rest from the content-hash cache); {result.total} vectors stored"
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "repository": repository,
+            "model": key,
+            "new_vectors": result.embedded,
+            "model_calls": result.model_calls,
+            "vectors": result.total,
+        }
+    )
+    n_bad = int(bad[0]) if bad else 0
+    yield dg.AssetCheckResult(
+        check_name="unit_vectors_384", passed=n_bad == 0, metadata={"bad_vectors": n_bad}
+    )
+
+
+@dg.asset(
+    key=RANKER_WEIGHTS,
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    description="Ranking weights learned from recorded searches and clicks (pairwise logistic "
+    "regression pulled toward the default weights); the default weights when nobody clicked yet.",
+)
+def ranker_weights(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    search_embedder: EmbedderResource,
+) -> dg.MaterializeResult:
+    from symbiotic_assets.memory.store import list_events
+    from symbiotic_assets.search.commit_embeddings import ensure_search_schema
+    from symbiotic_assets.search.index import IndexNotPublishedError, load_published
+    from symbiotic_assets.search.ranker import (
+        RankerWeights,
+        features_for_logged,
+        join_clicks,
+        learn_weights,
+    )
+
+    searches = [e.parsed() for e in list_events("search", limit=None)]
+    clicks = [e.parsed() for e in list_events("search_click", limit=None)]
+    logged = join_clicks(searches, clicks)
+    weights = RankerWeights()
+    note = "no clicks recorded: default weights"
+    if any(s.clicked for s in logged):
+        try:
+            index = load_published(search_root())
+        except IndexNotPublishedError:
+            note = "clicks recorded but no index published to score them against: default weights"
+        else:
+            embedder = search_embedder.get_embedder()
+            examples = features_for_logged(index, logged, lambda qs: embedder.embed_many(qs))
+            weights = learn_weights(examples)
+            note = f"learned from {len(examples)} searches with clicks"
+    context.log.info(f"ranker weights: {note}; {len(searches)} searches, {len(clicks)} clicks")
+    with warehouse.connect() as con:
+        ensure_search_schema(con)
+        con.execute(
+            "INSERT INTO search.ranker_weights VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?)",
+            [
+                weights.source,
+                weights.to_json(),
+                len(searches),
+                len(clicks),
+                int(weights.stats.get("pairs", 0)),
+            ],
+        )
+    table = "| feature | weight |\n|---|---|\n" + "\n".join(
+        f"| {f} | {w:.3f} |" for f, w in weights.weights.items()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "source": weights.source,
+            "searches": len(searches),
+            "clicks": len(clicks),
+            "stats": dg.MetadataValue.json(weights.stats),
+            "weights": dg.MetadataValue.md(table),
+        }
+    )
+
+
+@dg.asset(
+    key=SERVING_INDEX,
+    deps=[COMMIT_EMBEDDINGS, RANKER_WEIGHTS],
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    description="The published search index (vectors .npy, BM25, commit metadata, ranker "
+    "weights) under $SYMBIOTIC_HOME/published/search, swapped in atomically.",
+)
+def serving_index(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    search_embedder: EmbedderResource,
+) -> dg.MaterializeResult:
+    from symbiotic_assets.memory.embedder import IssueEmbedder
+    from symbiotic_assets.search.commit_embeddings import ensure_search_schema, load_corpus
+    from symbiotic_assets.search.index import SearchIndex, publish
+    from symbiotic_assets.search.ranker import RankerWeights
+
+    # The model key only names the vectors; building it does not load the model.
+    probe = IssueEmbedder(
+        model_name=search_embedder.model_name,
+        backend=search_embedder.backend,
+        quantize=search_embedder.quantize,
+    )
+    from symbiotic_assets.search.commit_embeddings import model_key
+
+    key = model_key(probe)
+    with warehouse.connect() as con:
+        ensure_search_schema(con)
+        corpus = load_corpus(con, key)
+        row = con.execute(
+            "SELECT weights_json FROM search.ranker_weights ORDER BY trained_at DESC LIMIT 1"
+        ).fetchone()
+    weights = RankerWeights.from_json(row[0]) if row else RankerWeights()
+    index = SearchIndex.build(corpus, key, weights=weights)
+    root = search_root()
+    version = publish(index, root)
+    by_repo: dict[str, int] = {}
+    for r in corpus.repositories:
+        by_repo[r] = by_repo.get(r, 0) + 1
+    context.log.info(f"published search index {version}: {index.size} commits, {key}")
+    return dg.MaterializeResult(
+        metadata={
+            "version": version,
+            "commits": index.size,
+            "repositories": dg.MetadataValue.json(by_repo),
+            "model": key,
+            "ranker": weights.source,
+            "ann": json.dumps({"lists": len(index.ivf.centroids), "nprobe": index.ivf.nprobe})
+            if index.ivf
+            else "exact",
+            "path": str(root),
+        }
+    )

@@ -1,0 +1,164 @@
+"""BM25 over commit texts, stored as one sparse matrix so that a query is a column sum.
+
+Each cell holds the BM25 term-frequency part for (document, term),
+``tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avg_len))``; multiplying the
+columns of the query's terms by their idf and summing gives the classic Okapi
+BM25 score (Robertson-Sparck Jones idf with the +1 that keeps it positive). The
+matrix is kept in CSC form because a query touches a handful of columns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+DEFAULT_K1 = 1.2
+DEFAULT_B = 0.75
+
+
+@dataclass
+class BM25Index:
+    """Term weights (docs x terms, CSC), idf per term, and the vocabulary."""
+
+    weights: sp.csc_matrix
+    idf: np.ndarray
+    vocabulary: dict[str, int]
+    k1: float = DEFAULT_K1
+    b: float = DEFAULT_B
+
+    @property
+    def n_docs(self) -> int:
+        return int(self.weights.shape[0])
+
+    @classmethod
+    def build(
+        cls, documents: Sequence[Sequence[str]], k1: float = DEFAULT_K1, b: float = DEFAULT_B
+    ) -> BM25Index:
+        """Index tokenized documents (one list of terms per document, in index order)."""
+        if k1 < 0 or not 0 <= b <= 1:
+            raise ValueError(f"BM25 parameters k1={k1}, b={b}: need k1 >= 0 and 0 <= b <= 1")
+        vocabulary: dict[str, int] = {}
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        tfs: list[np.ndarray] = []
+        lengths = np.zeros(len(documents), dtype=np.float64)
+        for i, doc in enumerate(documents):
+            lengths[i] = len(doc)
+            if not doc:
+                continue
+            ids = np.fromiter(
+                (vocabulary.setdefault(t, len(vocabulary)) for t in doc),
+                dtype=np.int64,
+                count=len(doc),
+            )
+            uniq, counts = np.unique(ids, return_counts=True)
+            rows.append(np.full(len(uniq), i, dtype=np.int64))
+            cols.append(uniq)
+            tfs.append(counts.astype(np.float64))
+        n = len(documents)
+        v = len(vocabulary)
+        if rows:
+            r = np.concatenate(rows)
+            c = np.concatenate(cols)
+            tf = np.concatenate(tfs)
+        else:
+            r = c = np.zeros(0, dtype=np.int64)
+            tf = np.zeros(0)
+        avg = float(lengths.mean()) if n and lengths.sum() > 0 else 1.0
+        norm = k1 * (1.0 - b + b * lengths[r] / avg)
+        w = tf * (k1 + 1.0) / (tf + norm)
+        weights = sp.csc_matrix((w.astype(np.float32), (r, c)), shape=(n, v))
+        df = np.diff(weights.indptr).astype(np.float64)
+        idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        weights.sort_indices()
+        return cls(weights=weights, idf=idf, vocabulary=vocabulary, k1=k1, b=b)
+
+    def term_ids(self, terms: Sequence[str]) -> list[int]:
+        """Known terms' column ids, each once, in query order."""
+        seen: dict[int, None] = {}
+        for t in terms:
+            j = self.vocabulary.get(t)
+            if j is not None:
+                seen.setdefault(j, None)
+        return list(seen)
+
+    def score(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(document ids with a non-zero score, their BM25 scores); unsorted."""
+        ids = self.term_ids(terms)
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        indptr, indices, data = self.weights.indptr, self.weights.indices, self.weights.data
+        rows = [indices[indptr[j] : indptr[j + 1]] for j in ids]
+        vals = [data[indptr[j] : indptr[j + 1]] * self.idf[j] for j in ids]
+        if len(ids) == 1:
+            return rows[0].astype(np.int64), vals[0].astype(np.float32)
+        all_rows = np.concatenate(rows)
+        all_vals = np.concatenate(vals)
+        if len(all_rows) * 16 < self.n_docs:  # few postings: sort them rather than touch every doc
+            docs, inverse = np.unique(all_rows, return_inverse=True)
+            return docs.astype(np.int64), np.bincount(inverse, weights=all_vals).astype(np.float32)
+        summed = np.bincount(all_rows, weights=all_vals, minlength=self.n_docs)
+        docs = np.flatnonzero(summed)
+        return docs.astype(np.int64), summed[docs].astype(np.float32)
+
+    def dense_scores(self, terms: Sequence[str]) -> np.ndarray:
+        """BM25 score of every document (zeros where no term matches)."""
+        out = np.zeros(self.n_docs, dtype=np.float32)
+        docs, scores = self.score(terms)
+        out[docs] = scores
+        return out
+
+    def top(
+        self, terms: Sequence[str], n: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``n`` documents (ids, scores), best first; ``mask`` keeps only allowed documents."""
+        docs, scores = self.score(terms)
+        if mask is not None and len(docs):
+            keep = mask[docs]
+            docs, scores = docs[keep], scores[keep]
+        if len(docs) > n:
+            part = np.argpartition(-scores, n - 1)[:n]
+            docs, scores = docs[part], scores[part]
+        order = np.lexsort((docs, -scores))
+        return docs[order], scores[order]
+
+    def matched_terms(self, doc_ids: np.ndarray, terms: Sequence[str]) -> np.ndarray:
+        """Boolean (len(doc_ids), len(terms)): which query terms each document contains."""
+        out = np.zeros((len(doc_ids), len(terms)), dtype=bool)
+        if len(doc_ids) == 0:
+            return out
+        for j, t in enumerate(terms):
+            col = self.vocabulary.get(t)
+            if col is None:
+                continue
+            start, end = self.weights.indptr[col], self.weights.indptr[col + 1]
+            rows = self.weights.indices[start:end]  # sorted: binary search beats a set test
+            if len(rows) == 0:
+                continue
+            where = np.minimum(np.searchsorted(rows, doc_ids), len(rows) - 1)
+            out[:, j] = rows[where] == doc_ids
+        return out
+
+    # -- files ----------------------------------------------------------------
+    def save(self, folder: Path, prefix: str = "bm25") -> None:
+        sp.save_npz(folder / f"{prefix}_weights.npz", self.weights, compressed=False)
+        np.save(folder / f"{prefix}_idf.npy", self.idf)
+        terms = [""] * len(self.vocabulary)
+        for t, j in self.vocabulary.items():
+            terms[j] = t
+        meta = {"k1": self.k1, "b": self.b, "terms": terms}
+        (folder / f"{prefix}_vocabulary.json").write_text(json.dumps(meta), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path, prefix: str = "bm25") -> BM25Index:
+        weights = sp.load_npz(folder / f"{prefix}_weights.npz").tocsc()
+        weights.sort_indices()
+        idf = np.load(folder / f"{prefix}_idf.npy")
+        meta = json.loads((folder / f"{prefix}_vocabulary.json").read_text(encoding="utf-8"))
+        vocabulary = {t: j for j, t in enumerate(meta["terms"])}
+        return cls(weights=weights, idf=idf, vocabulary=vocabulary, k1=meta["k1"], b=meta["b"])
