@@ -28,7 +28,7 @@ REPOS = "repository IN (${repository:singlequote})"
 @dataclass
 class Panel:
     title: str
-    kind: str  # timeseries | table | stat | bargauge
+    kind: str  # timeseries | table | stat | bargauge | barchart
     sql: str
     width: int = 12
     height: int = 8
@@ -258,6 +258,230 @@ ORDER BY v.repository
     ]
 
 
+def agents_panels() -> list[Panel]:
+    """Sessions, skills, strategies and recommendation confidence (the memory marts).
+
+    Sessions and skills follow the repository variable (a session's project is matched to
+    the repository of that name); strategies and calibration span every project.
+    """
+    return [
+        Panel(
+            "Agent sessions in range",
+            "stat",
+            width=6,
+            height=5,
+            description="Sessions of the selected repositories that started in the range; "
+            "mean quality score over the ended sessions that reported one.",
+            sql=_sql(f"""
+SELECT count(*)::BIGINT AS sessions,
+       count(*) FILTER (WHERE session_status = 'ended')::BIGINT AS ended,
+       avg(quality_score)::DOUBLE AS mean_quality_score
+FROM marts.fct_session_metrics
+WHERE $__timeFilter(day_start) AND {REPOS}
+"""),
+        ),
+        Panel(
+            "Fix attempt success rate",
+            "stat",
+            width=6,
+            height=5,
+            unit="percentunit",
+            description="Successful / all fix attempts (failures count; deleted attempts do "
+            "not), every agent and strategy, all time.",
+            sql=_sql("""
+SELECT sum(successes)::DOUBLE / nullif(sum(attempts), 0) AS success_rate,
+       sum(attempts)::BIGINT AS attempts
+FROM marts.fct_strategy_effectiveness
+WHERE is_all_issue_types
+"""),
+        ),
+        Panel(
+            "Followed recommendations that succeeded",
+            "stat",
+            width=6,
+            height=5,
+            unit="percentunit",
+            description="Among followed recommendations whose outcome is known, the share "
+            "that succeeded; all time.",
+            sql=_sql("""
+SELECT sum(followed_succeeded)::DOUBLE
+         / nullif(sum(followed_succeeded + followed_failed), 0) AS success_when_followed,
+       sum(times_followed)::BIGINT AS followed
+FROM marts.fct_strategy_effectiveness
+WHERE is_all_issue_types
+"""),
+        ),
+        Panel(
+            "Confidence calibration error",
+            "stat",
+            width=6,
+            height=5,
+            unit="percentunit",
+            description="Expected calibration error: over followed recommendations with a "
+            "known outcome, the mean |observed success rate - mean confidence| of their "
+            "0.1-wide confidence bins, weighted by count. 0 = perfectly calibrated.",
+            sql=_sql("""
+SELECT (sum(followed_with_outcome * abs(observed_success_rate - mean_confidence))
+         / nullif(sum(followed_with_outcome), 0))::DOUBLE AS calibration_error,
+       coalesce(sum(followed_with_outcome), 0)::BIGINT AS judged_recommendations
+FROM marts.fct_recommendation_calibration
+"""),
+        ),
+        Panel(
+            "Session quality and project velocity",
+            "timeseries",
+            fmt=FORMAT_TIME_SERIES,
+            width=12,
+            description="Per ended session (at its start): quality score (0-100) and the git "
+            "velocity of its repository over the 30 days before it ended (commits per day).",
+            sql=_sql(f"""
+SELECT started_at AS time, repository, quality_score, git_velocity
+FROM marts.fct_session_metrics
+WHERE session_status = 'ended' AND $__timeFilter(day_start) AND {REPOS}
+ORDER BY time, repository
+"""),
+            options={"tooltip": {"mode": "multi"}},
+            field_config={"defaults": {"custom": {"drawStyle": "points", "pointSize": 8}}},
+        ),
+        Panel(
+            "Strategy success rate (all issue types)",
+            "barchart",
+            width=12,
+            unit="percentunit",
+            description="Per agent:strategy: successes / attempts, and the smoothed rate "
+            "(s + 1) / (n + 2) that ranks them (1 of 1 is 67%, not 100%).",
+            sql=_sql("""
+SELECT agent_strategy, success_rate, smoothed_success_rate
+FROM marts.fct_strategy_effectiveness
+WHERE is_all_issue_types AND attempts > 0
+ORDER BY smoothed_success_rate DESC, agent_strategy
+"""),
+            options={"xField": "agent_strategy", "orientation": "horizontal"},
+            field_config={"defaults": {"min": 0, "max": 1}},
+        ),
+        Panel(
+            "Agent sessions",
+            "table",
+            width=24,
+            height=8,
+            description="One row per session of the selected repositories. Git figures cover "
+            "the 30 days before the session ended; branch switches are unknown (empty) "
+            "without a reflog; definitions in docs/metrics.md.",
+            sql=_sql(f"""
+SELECT session_id, project, repository, session_status, started_at,
+       round(duration_seconds / 3600.0, 2) AS duration_hours, quality_score, git_velocity,
+       branch_switch_frequency, branch_switch_data, merge_conflict_rate, fix_attempts,
+       fix_success_rate, skill_invocations, skill_success_rate,
+       array_to_string(tools_used, ', ') AS tools_used
+FROM marts.fct_session_metrics
+WHERE $__timeFilter(day_start) AND {REPOS}
+ORDER BY started_at DESC, session_id
+"""),
+        ),
+        Panel(
+            "Skill effectiveness (selected repositories)",
+            "table",
+            width=12,
+            height=8,
+            description="Invocations of each skill in the selected repositories' projects "
+            "(project = repository name, case-insensitive), "
+            "all time. Success rate over invocations with a known outcome (not completed = "
+            "failed); smoothed = (s + 1) / (n + 2).",
+            sql=_sql("""
+SELECT skill, sum(invocations)::BIGINT AS invocations, sum(successes)::BIGINT AS successes,
+       sum(failures)::BIGINT AS failures,
+       sum(successes)::DOUBLE / nullif(sum(invocations_with_outcome), 0) AS skill_success_rate,
+       (sum(successes) + 1.0) / (sum(invocations_with_outcome) + 2.0) AS smoothed_success_rate,
+       max(last_attempted) AS last_attempted
+FROM marts.fct_skill_effectiveness
+WHERE context_type = 'project'
+  AND list_contains(list_transform([${repository:singlequote}], r -> lower(r)), lower(context_value))
+GROUP BY skill
+ORDER BY smoothed_success_rate DESC, skill
+"""),
+        ),
+        Panel(
+            "Most effective skills per context",
+            "table",
+            width=12,
+            height=8,
+            description="Best skills (smoothed success rate) per project, language and "
+            "complexity, all time.",
+            sql=_sql("""
+SELECT context_type, context_value, skill AS most_effective_skill, smoothed_success_rate,
+       invocations_with_outcome, array_to_string(most_effective_skills, ', ') AS top_skills
+FROM marts.fct_skill_effectiveness
+WHERE is_most_effective
+ORDER BY context_type, context_value
+"""),
+        ),
+        Panel(
+            "Strategy effectiveness per issue type",
+            "table",
+            width=24,
+            height=9,
+            description="Fix attempts per agent:strategy and issue type (failures count, "
+            "deleted attempts do not), and what happened to its recommendations.",
+            sql=_sql("""
+SELECT issue_type, agent_strategy, attempts, successes, failures, success_rate,
+       smoothed_success_rate, times_shown, times_followed, success_rate_when_followed,
+       last_attempted, last_successful
+FROM marts.fct_strategy_effectiveness
+WHERE NOT is_all_issue_types
+ORDER BY issue_type, smoothed_success_rate DESC, agent_strategy
+"""),
+        ),
+        Panel(
+            "Recommendation confidence vs observed success",
+            "barchart",
+            width=12,
+            height=8,
+            unit="percentunit",
+            description="Per 0.1 confidence bin: mean confidence given and the observed "
+            "success rate of followed recommendations with a known outcome. Calibrated: "
+            "the bars match.",
+            sql=_sql("""
+SELECT bin_label, mean_confidence, observed_success_rate, followed_with_outcome
+FROM marts.fct_recommendation_calibration
+WHERE followed_with_outcome > 0
+ORDER BY confidence_bin
+"""),
+            options={"xField": "bin_label"},
+            field_config={
+                "overrides": [
+                    {
+                        "matcher": {"id": "byName", "options": "followed_with_outcome"},
+                        "properties": [
+                            {
+                                "id": "custom.hideFrom",
+                                "value": {"viz": True, "legend": True, "tooltip": False},
+                            }
+                        ],
+                    }
+                ]
+            },
+        ),
+        Panel(
+            "Common issue types and failing strategies across projects",
+            "table",
+            width=12,
+            height=8,
+            description="Issue types met in the selected repositories' projects (all time), "
+            "with the agent:strategy that failed most on each and where it failed.",
+            sql=_sql("""
+SELECT issue_type, issue_projects, issue_attempts, issue_failures,
+       agent_strategy AS most_failing_strategy, failures, failure_rate,
+       array_to_string(failing_project_names, ', ') AS failing_in
+FROM marts.fct_cross_project_issue_patterns
+WHERE failing_rank = 1
+  AND list_has_any(list_transform(issue_project_names, p -> lower(p)),
+                   list_transform([${repository:singlequote}], r -> lower(r)))
+ORDER BY issue_type_rank, issue_type
+"""),
+        ),
+    ]
+
+
 def _layout(panels: list[Panel]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     x = y = row_h = 0
@@ -314,7 +538,7 @@ def dashboard(uid: str, title: str, panels: list[Panel], description: str) -> di
         "uid": uid,
         "title": title,
         "description": description,
-        "tags": ["symbiotic", "git"],
+        "tags": ["symbiotic", "git", "agents"],
         "timezone": "utc",
         "editable": False,
         "graphTooltip": 1,
@@ -331,14 +555,15 @@ def dashboard(uid: str, title: str, panels: list[Panel], description: str) -> di
 
 
 def dashboards() -> dict[str, dict[str, Any]]:
-    """File name -> dashboard JSON. Sessions, skills and strategies join here later."""
+    """File name -> dashboard JSON."""
     return {
         "Symbiotic-Ecosystem.json": dashboard(
             "symbiotic-ecosystem",
             "Symbiotic Ecosystem",
-            ecosystem_panels(),
+            ecosystem_panels() + agents_panels(),
             "Velocity, branch switching, merge conflicts, repository health and when people "
-            "work, across every repository Symbiotic reads. Data: the published snapshot.",
+            "work, across every repository Symbiotic reads; agent sessions, skills, fix "
+            "strategies and recommendation confidence. Data: the published snapshot.",
         ),
     }
 

@@ -25,6 +25,28 @@ the published snapshot and every Grafana panel are tested on what production wri
   m3  2024-03-06 10:00      Erin   merge side: clean
   b5  2024-03-20 09:00      Frank
   b6  2024-03-21 09:00      Frank  extracted, then removed by `git reset --hard` (unreachable)
+
+Memory events (recorded through ``MemoryStore``, loaded by the memory asset), UTC:
+  fix attempts  #1 SecurityAgent:security_fix security ok    alpha s-alpha-1 03-07 10:00
+                #2 SecurityAgent:security_fix security ok    alpha s-alpha-1 03-07 11:00
+                #3 SecurityAgent:security_fix security FAIL  beta  s-beta-1  03-20 09:00
+                #4 SecurityAgent:security_fix security ok    beta  s-beta-1  03-20 10:00 (deleted)
+                #5 FormattingAgent:format     formatting ok  alpha s-alpha-1 03-07 12:00
+                #6 RefactoringAgent:refactor  complexity FAIL alpha s-alpha-1 03-07 13:00
+                #7 RefactoringAgent:refactor  complexity FAIL beta  s-beta-1  03-20 11:00
+                #8 RefactoringAgent:refactor  type_error ok  gamma s-gamma   03-15 10:00
+  feedback      r1 security_fix 0.85 followed succeeded    r2 security_fix 0.82 followed failed
+                r3 security_fix 0.80 not followed          r8 security_fix 1.00 not followed
+                r4 format 0.95 followed succeeded          r7 format 0.91 followed, outcome unknown
+                r9 format (no confidence) not followed     r5 refactor/complexity 0.35 followed failed
+                r6 names attempt #8 only (agent etc. from it) 0.30 followed succeeded
+  sessions      s-alpha-1 alpha 03-07 09:00 -> 17:00 (quality 85, tools pytest; ruff, mypy)
+                s-beta-1  "Beta" 03-20 08:00 -> 12:00 (no duration sent: 4 h from the events)
+                s-gamma   gamma (no such repository), end only 03-15 10:30, 1800 s
+                s-open    alpha, start only 03-28 09:30
+  skills        pytest-runner    alpha python low: ok, ok, failed (s-alpha-1); beta: unknown
+                refactor-planner alpha python high: ok; beta: not completed (timeout)
+                doc-writer       beta markdown low: ok
 """
 
 from __future__ import annotations
@@ -133,22 +155,118 @@ def build_analytics_fixture(root: Path) -> AnalyticsFixture:
     return AnalyticsFixture(warehouse=warehouse, specs=(alpha, beta), commits=commits)
 
 
+def _attempt(agent: str, strategy: str, issue_type: str, success: bool, project: str,
+             session: str, at: str) -> dict:  # fmt: skip
+    return {
+        "issue_type": issue_type, "message": f"{issue_type} issue in {project}",
+        "file_path": "src/app.py", "line_number": 1, "stage": "comprehensive", "agent": agent,
+        "strategy": strategy, "success": success, "session_id": session, "project": project,
+        "language": "python", "timestamp": at,
+    }  # fmt: skip
+
+
+def record_memory_events(store_path: Path) -> dict[str, int]:
+    """The memory events of the module docstring, through the real store API; attempt ids."""
+    from symbiotic_assets.memory.store import MemoryStore
+
+    sec, fmt, ref = ("SecurityAgent", "security_fix"), ("FormattingAgent", "format"), (
+        "RefactoringAgent", "refactor")  # fmt: skip
+    ids: dict[str, int] = {}
+    with MemoryStore(store_path) as store:
+        for name, (agent, strategy), issue, ok, project, session, at in [
+            ("#1", sec, "security", True, "alpha", "s-alpha-1", "2024-03-07T10:00:00Z"),
+            ("#2", sec, "security", True, "alpha", "s-alpha-1", "2024-03-07T11:00:00Z"),
+            ("#3", sec, "security", False, "beta", "s-beta-1", "2024-03-20T09:00:00Z"),
+            ("#4", sec, "security", True, "beta", "s-beta-1", "2024-03-20T10:00:00Z"),
+            ("#5", fmt, "formatting", True, "alpha", "s-alpha-1", "2024-03-07T12:00:00Z"),
+            ("#6", ref, "complexity", False, "alpha", "s-alpha-1", "2024-03-07T13:00:00Z"),
+            ("#7", ref, "complexity", False, "beta", "s-beta-1", "2024-03-20T11:00:00Z"),
+            ("#8", ref, "type_error", True, "gamma", "s-gamma", "2024-03-15T10:00:00Z"),
+        ]:
+            ids[name] = store.record_fix_attempt(
+                _attempt(agent, strategy, issue, ok, project, session, at)
+            )
+        store.delete_fix_attempt(ids["#4"], reason="reported twice")
+
+        def fb(rid: str, strategy: tuple[str, str] | None, issue: str | None, conf: float | None,
+               followed: bool, outcome: str, **extra: object) -> None:  # fmt: skip
+            data = {"recommendation_id": rid, "issue_type": issue, "confidence": conf,
+                    "shown": True, "followed": followed, "outcome": outcome,
+                    "timestamp": "2024-03-10T00:00:00Z", **extra}  # fmt: skip
+            if strategy:
+                data["agent"], data["strategy"] = strategy
+            store.record_feedback(data)
+
+        fb("r1", sec, "security", 0.85, True, "succeeded", project="alpha")
+        fb("r2", sec, "security", 0.82, True, "failed")
+        fb("r3", sec, "security", 0.80, False, "unknown")
+        fb("r8", sec, "security", 1.0, False, "unknown")
+        fb("r4", fmt, "formatting", 0.95, True, "succeeded")
+        fb("r7", fmt, "formatting", 0.91, True, "unknown")
+        fb("r9", fmt, "formatting", None, False, "unknown")
+        fb("r5", ref, "complexity", 0.35, True, "failed")
+        fb("r6", None, None, 0.30, True, "succeeded", fix_attempt_id=ids["#8"])
+
+        for event in [
+            {"session_id": "s-alpha-1", "phase": "start", "project": "alpha", "language": "Python",
+             "tools_used": ["pytest"], "timestamp": "2024-03-07T09:00:00Z"},
+            {"session_id": "s-alpha-1", "phase": "end", "project": "alpha", "duration_seconds": 28800,
+             "quality_score": 85, "tools_used": ["ruff", "mypy"], "timestamp": "2024-03-07T17:00:00Z"},
+            {"session_id": "s-beta-1", "phase": "start", "project": "Beta",
+             "timestamp": "2024-03-20T08:00:00Z"},
+            {"session_id": "s-beta-1", "phase": "end", "project": "Beta", "quality_score": 70,
+             "timestamp": "2024-03-20T12:00:00Z"},
+            {"session_id": "s-gamma", "phase": "end", "project": "gamma", "duration_seconds": 1800,
+             "quality_score": 60, "timestamp": "2024-03-15T10:30:00Z"},
+            {"session_id": "s-open", "phase": "start", "project": "alpha",
+             "timestamp": "2024-03-28T09:30:00Z"},
+        ]:  # fmt: skip
+            store.record_event(event, event_type="session")
+
+        def skill(name: str, session: str, project: str, language: str, complexity: str,
+                  completed: bool, succeeded: bool | None, at: str, **extra: object) -> None:  # fmt: skip
+            store.record_event(
+                {"skill": name, "session_id": session, "project": project, "language": language,
+                 "complexity": complexity, "completed": completed, "succeeded": succeeded,
+                 "timestamp": at, **extra},
+                event_type="skill_invocation",
+            )  # fmt: skip
+
+        skill("pytest-runner", "s-alpha-1", "alpha", "python", "low", True, True,
+              "2024-03-07T10:00:00Z", duration_seconds=30)  # fmt: skip
+        skill("pytest-runner", "s-alpha-1", "alpha", "python", "low", True, True,
+              "2024-03-07T11:00:00Z", duration_seconds=50)  # fmt: skip
+        skill("pytest-runner", "s-alpha-1", "alpha", "python", "low", True, False,
+              "2024-03-07T12:00:00Z", duration_seconds=40, error_type="assertion")  # fmt: skip
+        skill("refactor-planner", "s-alpha-1", "alpha", "python", "high", True, True,
+              "2024-03-07T13:00:00Z", duration_seconds=120)  # fmt: skip
+        skill("refactor-planner", "s-beta-1", "beta", "python", "high", False, None,
+              "2024-03-20T10:00:00Z", error_type="timeout")  # fmt: skip
+        skill("pytest-runner", "s-beta-1", "beta", "python", "low", True, None,
+              "2024-03-20T11:00:00Z")  # fmt: skip
+        skill("doc-writer", "s-beta-1", "beta", "markdown", "low", True, True,
+              "2024-03-20T11:30:00Z")  # fmt: skip
+    return ids
+
+
 @dataclass(frozen=True)
 class PublishedFixture:
     fixture: AnalyticsFixture
     home: Path
     snapshot: Path
     materialized_keys: frozenset[str]
+    attempt_ids: dict[str, int]
 
 
 _BUILT: dict[str, PublishedFixture] = {}
 
 
 def build_published_fixture(root: Path) -> PublishedFixture:
-    """Fixture repositories -> extraction -> `dbt build` and publish through Dagster.
+    """Fixture repositories and memory events -> `dbt build` and publish through Dagster.
 
-    Runs the real assets with ``dg.materialize``: the dbt models (dagster-dbt, dbt-duckdb)
-    with ``as_of`` pinned to AS_OF, then the publish asset. Cached per process, because
+    Runs the real assets with ``dg.materialize``: the memory load (store -> warehouse),
+    the dbt models (dagster-dbt, dbt-duckdb) with ``as_of`` pinned to AS_OF, then the
+    publish asset. Cached per process, because
     three test modules read the same snapshot.
     """
     if "default" in _BUILT:
@@ -157,6 +275,7 @@ def build_published_fixture(root: Path) -> PublishedFixture:
 
     fixture = build_analytics_fixture(root / "data")
     home = root / "home"
+    attempt_ids = record_memory_events(home / "memory.sqlite")
     saved = {k: os.environ.get(k) for k in ("SYMBIOTIC_HOME", "SYMBIOTIC_WAREHOUSE")}
     os.environ["SYMBIOTIC_HOME"] = str(home)
     os.environ["SYMBIOTIC_WAREHOUSE"] = str(fixture.warehouse)
@@ -173,6 +292,7 @@ def build_published_fixture(root: Path) -> PublishedFixture:
         home=home,
         snapshot=home / "published" / "warehouse.duckdb",
         materialized_keys=keys,
+        attempt_ids=attempt_ids,
     )
     _BUILT["default"] = built
     return built
@@ -183,6 +303,7 @@ def _materialize(fixture: AnalyticsFixture) -> frozenset[str]:
 
     from symbiotic_assets.analytics.definitions import build_analytics_definitions
     from symbiotic_assets.analytics.project import prepare_dbt_manifest
+    from symbiotic_assets.memory.assets import memory_tables
     from symbiotic_assets.serving.definitions import defs as serving_defs
     from symbiotic_assets.warehouse import WarehouseResource
 
@@ -196,7 +317,7 @@ def _materialize(fixture: AnalyticsFixture) -> frozenset[str]:
     }
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [dbt_assets_def, publish_def],  # type: ignore[list-item]
+            [memory_tables, dbt_assets_def, publish_def],  # type: ignore[list-item]
             resources=resources,
             instance=instance,
             run_config={"ops": {"analytics_dbt_models": {"config": {"as_of": AS_OF}}}},

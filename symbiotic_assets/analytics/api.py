@@ -9,6 +9,7 @@ the next call. Results are plain JSON-ready dicts (the MCP server and CLI print 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -285,6 +286,37 @@ def get_cross_project_patterns(
             """,
             [since, until, POOLED, POOLED],
         )
+        # same definitions as marts.fct_cross_project_issue_patterns, restricted to the window
+        issue_types = _rows(
+            con,
+            """
+            SELECT issue_type, count(*) AS attempts, count(*) FILTER (WHERE NOT success) AS failures,
+                   count(DISTINCT project) AS projects,
+                   list(DISTINCT project ORDER BY project) FILTER (WHERE project IS NOT NULL)
+                       AS project_names
+            FROM staging.stg_memory__fix_attempts
+            WHERE attempted_at::DATE BETWEEN ? AND ?
+            GROUP BY issue_type ORDER BY projects DESC, attempts DESC, issue_type
+            """,
+            [since, until],
+        )
+        failing = _rows(
+            con,
+            """
+            SELECT issue_type, agent_strategy, count(*) AS attempts,
+                   count(*) FILTER (WHERE NOT success) AS failures,
+                   count(*) FILTER (WHERE NOT success) / count(*) AS failure_rate,
+                   (count(*) FILTER (WHERE NOT success) + 1.0) / (count(*) + 2.0)
+                       AS smoothed_failure_rate,
+                   count(DISTINCT project) FILTER (WHERE NOT success) AS failing_projects
+            FROM staging.stg_memory__fix_attempts
+            WHERE attempted_at::DATE BETWEEN ? AND ?
+            GROUP BY issue_type, agent_strategy HAVING count(*) FILTER (WHERE NOT success) > 0
+            ORDER BY failing_projects DESC, failures DESC, smoothed_failure_rate DESC,
+                     issue_type, agent_strategy
+            """,
+            [since, until],
+        )
     busiest = sorted(heatmap, key=lambda c: (-c["commits"], c["weekday"], c["hour"]))[:5]
     pooled = next((r for r in correlation if r["repository"] == POOLED), None)
     return {
@@ -298,4 +330,168 @@ def get_cross_project_patterns(
             "pooled": pooled,
             "repositories": [r for r in correlation if r["repository"] != POOLED],
         },
+        "common_issue_types": issue_types,
+        "failing_strategies": failing,
     }
+
+
+ALL_ISSUE_TYPES = "(all)"
+
+
+def _issue_type_key(value: str) -> str:
+    """The spelling the memory store keeps ("Type-Error" -> "type_error")."""
+    return re.sub(r"[\s-]+", "_", value.strip().lower())
+
+
+def get_strategy_effectiveness(
+    issue_type: str | None = None,
+    *,
+    min_attempts: int = 0,
+    snapshot: str | Path | None = None,
+) -> dict[str, Any]:
+    """Which agent:strategy works, for one issue type or over all of them.
+
+    Rows of marts.fct_strategy_effectiveness, best first by the smoothed success rate
+    ((s + 1) / (n + 2): one success in one attempt does not outrank 9 in 10). Failed
+    attempts count; deleted attempts do not. ``min_attempts`` drops rarely tried ones.
+    """
+    scope = ALL_ISSUE_TYPES if issue_type is None else _issue_type_key(issue_type)
+    with open_snapshot(snapshot) as con:
+        rows = _rows(
+            con,
+            """
+            SELECT agent, strategy, agent_strategy, issue_type, attempts, successes, failures,
+                   success_rate, smoothed_success_rate, projects, last_attempted,
+                   last_successful, times_shown, times_followed, follow_rate,
+                   followed_succeeded, followed_failed, success_rate_when_followed,
+                   mean_confidence_when_followed
+            FROM marts.fct_strategy_effectiveness
+            WHERE issue_type = ? AND attempts >= ?
+            ORDER BY smoothed_success_rate DESC, attempts DESC, agent_strategy
+            """,
+            [scope, min_attempts],
+        )
+        known = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT issue_type FROM marts.fct_strategy_effectiveness "
+                "WHERE NOT is_all_issue_types ORDER BY 1"
+            ).fetchall()
+        ]
+    return {
+        "issue_type": scope,
+        "strategies": rows,
+        "best": rows[0]["agent_strategy"] if rows else None,
+        "issue_types": known,
+    }
+
+
+def get_skill_effectiveness(
+    project: str | None = None, *, snapshot: str | Path | None = None
+) -> dict[str, Any]:
+    """How well each skill works overall, or in one project (matched case-insensitively).
+
+    Rows of marts.fct_skill_effectiveness for the context, by effectiveness rank
+    (smoothed success rate); ``best_by_language`` and ``best_by_complexity`` name the
+    most effective skill of every language and complexity (all projects).
+    """
+    if project is None:
+        context_type, where, params = "overall", "context_type = 'overall'", []
+    else:
+        context_type = "project"
+        where = "context_type = 'project' AND lower(context_value) = lower(trim(?))"
+        params = [project]
+    with open_snapshot(snapshot) as con:
+        skills = _rows(
+            con,
+            f"""
+            SELECT skill, context_value, invocations, invocations_with_outcome, successes,
+                   failures, skill_success_rate, smoothed_success_rate, completion_rate,
+                   mean_duration_seconds, error_types, last_attempted, last_succeeded,
+                   effectiveness_rank
+            FROM marts.fct_skill_effectiveness
+            WHERE {where}
+            ORDER BY effectiveness_rank
+            """,
+            params,
+        )
+        best = _rows(
+            con,
+            """
+            SELECT context_type, context_value, skill, smoothed_success_rate,
+                   invocations_with_outcome
+            FROM marts.fct_skill_effectiveness
+            WHERE is_most_effective AND context_type IN ('language', 'complexity')
+            ORDER BY context_type, context_value
+            """,
+        )
+    return {
+        "context": {"type": context_type, "value": project if project is not None else "(all)"},
+        "skills": skills,
+        "most_effective_skills": [s["skill"] for s in skills[:3]],
+        "best_by_language": {
+            b["context_value"]: b["skill"] for b in best if b["context_type"] == "language"
+        },
+        "best_by_complexity": {
+            b["context_value"]: b["skill"] for b in best if b["context_type"] == "complexity"
+        },
+    }
+
+
+def get_session_metrics(
+    project: str | None = None, *, snapshot: str | Path | None = None
+) -> dict[str, Any]:
+    """Agent sessions with the git activity of their repository, and what goes with what.
+
+    Rows of marts.fct_session_metrics (oldest first), for one project (matched on the
+    session's project or its repository, case-insensitively) or all. ``summary`` holds
+    means and the Pearson correlation of quality score with git velocity over the sessions
+    that have both (None below 3 such sessions or without variance).
+    """
+    where, params = "", []
+    if project is not None:
+        where = "WHERE lower(trim(?)) IN (lower(project), lower(repository))"
+        params = [project]
+    with open_snapshot(snapshot) as con:
+        sessions = _rows(
+            con,
+            f"""
+            SELECT session_id, project, repository, language, session_status, started_at,
+                   ended_at, duration_seconds, quality_score, tools_used, window_start,
+                   window_end, window_days, window_commits, git_velocity, commits_during_session,
+                   window_branch_switches, branch_switch_frequency, branch_switch_data,
+                   window_two_parent_merges, merge_conflict_rate, fix_attempts, fix_successes,
+                   fix_success_rate, skill_invocations, skill_successes, skill_success_rate
+            FROM marts.fct_session_metrics
+            {where}
+            ORDER BY window_end, session_id
+            """,
+            params,
+        )
+        (summary,) = _rows(
+            con,
+            f"""
+            WITH s AS (SELECT * FROM marts.fct_session_metrics {where}),
+            pairs AS (
+                SELECT quality_score AS q, git_velocity AS v FROM s
+                WHERE quality_score IS NOT NULL AND git_velocity IS NOT NULL
+            ),
+            r AS (
+                SELECT count(*) AS n,
+                       CASE WHEN count(*) >= 3 AND stddev_pop(q) > 0 AND stddev_pop(v) > 0
+                            THEN corr(q, v) END AS c
+                FROM pairs
+            )
+            SELECT count(*) AS sessions,
+                   count(*) FILTER (WHERE session_status = 'ended') AS ended_sessions,
+                   avg(duration_seconds) AS mean_duration_seconds,
+                   avg(quality_score) AS mean_quality_score,
+                   coalesce(sum(fix_attempts), 0)::BIGINT AS fix_attempts,
+                   coalesce(sum(fix_successes), 0)::BIGINT AS fix_successes,
+                   (SELECT n FROM r) AS sessions_with_quality_and_velocity,
+                   (SELECT c FROM r) AS quality_velocity_correlation
+            FROM s
+            """,
+            params,
+        )
+    return {"project": project, "sessions": sessions, "summary": summary}

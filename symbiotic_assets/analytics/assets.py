@@ -22,8 +22,13 @@ MART_MODELS = (
     "fct_branch_switches_daily",
     "fct_commit_velocity_daily",
     "fct_conflict_velocity_correlation",
+    "fct_cross_project_issue_patterns",
     "fct_cross_project_patterns",
     "fct_merge_conflicts_daily",
+    "fct_recommendation_calibration",
+    "fct_session_metrics",
+    "fct_skill_effectiveness",
+    "fct_strategy_effectiveness",
 )
 MART_ASSET_KEYS = tuple(dg.AssetKey(["analytics", name]) for name in MART_MODELS)
 
@@ -41,6 +46,21 @@ def dbt_vars(config: DbtBuildConfig) -> dict[str, Any]:
     if config.as_of:
         out["as_of"] = config.as_of
     return out
+
+
+def ensure_source_tables(warehouse: WarehouseResource) -> None:
+    """Create the (empty) source tables that no asset has written yet.
+
+    dbt-duckdb binds the staging views when it creates them, so a deployment whose memory
+    store never received an event (or whose git assets have not run) would otherwise fail
+    the whole build instead of producing empty marts.
+    """
+    from symbiotic_assets.memory.loader import ensure_memory_schema
+    from symbiotic_assets.warehouse import ensure_git_schema
+
+    with warehouse.connect() as con:
+        ensure_git_schema(con)
+        ensure_memory_schema(con)
 
 
 @cache
@@ -65,6 +85,7 @@ def build_dbt_assets() -> dg.AssetsDefinition:
         config: DbtBuildConfig,
     ) -> Iterator[Any]:
         """`dbt build` (models and their tests) on the warehouse, holding the writer pool."""
+        ensure_source_tables(warehouse)
         database = export_warehouse_env(warehouse.database)
         variables = dbt_vars(config)
         context.log.info(f"dbt build on {database} with vars {variables}")

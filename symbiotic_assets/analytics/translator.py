@@ -10,8 +10,9 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 
 GROUP = "analytics"
 # dbt sources whose tables are written by Python assets of the same name: the
-# source `git.commits` *is* the asset ["git", "commits"], so lineage is one graph.
-PYTHON_ASSET_SOURCES = frozenset({"git"})
+# source `git.commits` *is* the asset ["git", "commits"], and `memory.events` the asset
+# ["memory", "events"] (symbiotic_assets/memory/assets.py), so lineage is one graph.
+PYTHON_ASSET_SOURCES = frozenset({"git", "memory"})
 
 
 class SymbioticDbtTranslator(DagsterDbtTranslator):

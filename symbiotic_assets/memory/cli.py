@@ -32,7 +32,8 @@ from symbiotic_assets.memory.models import InvalidRecordError, MemoryRecord, val
 from symbiotic_assets.memory.store import MemoryStore, MemoryStoreError
 
 record_app = typer.Typer(
-    help="Record fix attempts and recommendation feedback in the memory store.",
+    help="Record fix attempts, recommendation feedback, sessions and skill invocations "
+    "in the memory store.",
     no_args_is_help=True,
 )
 
@@ -186,6 +187,101 @@ def record_feedback_command(
             "confidence": confidence,
             "session_id": session_id,
             "project": project,
+            "timestamp": timestamp,
+            "idempotency_key": idempotency_key,
+        },
+        store,
+        quiet,
+    )
+
+
+@record_app.command("session")
+def record_session_command(
+    session_id: Annotated[str, typer.Option(help="The agent session this event belongs to.")],
+    phase: Annotated[str, typer.Option(help="start or end of the session.")],
+    project: Annotated[
+        str | None,
+        typer.Option(help="Project; analytics match it to the repository of the same name."),
+    ] = None,
+    language: Annotated[str | None, typer.Option(help="Main programming language.")] = None,
+    duration_seconds: Annotated[
+        float | None, typer.Option(help="Length of the session (end events only).")
+    ] = None,
+    quality_score: Annotated[
+        float | None, typer.Option(help="Quality score at the end of the session, 0 to 100.")
+    ] = None,
+    tool: Annotated[
+        list[str] | None,
+        typer.Option("--tool", help="A tool used in the session; repeat for several."),
+    ] = None,
+    timestamp: TimestampOption = None,
+    idempotency_key: KeyOption = None,
+    store: StoreOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Record the start or the end of an agent session."""
+    _record(
+        "session",
+        "session event",
+        {
+            "session_id": session_id,
+            "phase": phase,
+            "project": project,
+            "language": language,
+            "duration_seconds": duration_seconds,
+            "quality_score": quality_score,
+            "tools_used": list(tool) if tool else None,
+            "timestamp": timestamp,
+            "idempotency_key": idempotency_key,
+        },
+        store,
+        quiet,
+    )
+
+
+@record_app.command("skill")
+def record_skill_command(
+    skill: Annotated[str, typer.Option(help="The skill (agent or tool capability) invoked.")],
+    completed: Annotated[
+        bool,
+        typer.Option("--completed/--not-completed", help="Whether the invocation ran to its end."),
+    ],
+    succeeded: Annotated[
+        bool | None,
+        typer.Option(
+            "--succeeded/--failed",
+            help="Whether it achieved its goal; leave out when not known yet.",
+        ),
+    ] = None,
+    session_id: Annotated[str | None, typer.Option(help="Agent session id.")] = None,
+    project: Annotated[str | None, typer.Option(help="Project or repository name.")] = None,
+    language: Annotated[str | None, typer.Option(help="Programming language.")] = None,
+    complexity: Annotated[
+        str | None, typer.Option(help="Complexity of the task, e.g. low, medium, high.")
+    ] = None,
+    duration_seconds: Annotated[float | None, typer.Option(help="How long it ran.")] = None,
+    error_type: Annotated[
+        str | None, typer.Option(help="Kind of error when it failed, e.g. timeout.")
+    ] = None,
+    timestamp: TimestampOption = None,
+    idempotency_key: KeyOption = None,
+    store: StoreOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Record one invocation of a skill and how it ended."""
+    _record(
+        "skill_invocation",
+        "skill invocation",
+        {
+            "skill": skill,
+            "session_id": session_id,
+            "project": project,
+            "language": language,
+            "complexity": complexity,
+            "completed": completed,
+            "succeeded": succeeded,
+            "duration_seconds": duration_seconds,
+            "error_type": error_type,
             "timestamp": timestamp,
             "idempotency_key": idempotency_key,
         },

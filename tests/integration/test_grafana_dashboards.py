@@ -155,3 +155,40 @@ def test_panel_values_match_the_marts(published: PublishedFixture) -> None:
     only_beta = run_panels(GRAFANA / "dashboards/Symbiotic-Ecosystem.json", published.snapshot, ["beta"])  # fmt: skip
     assert only_beta["Commits in range"][3] == [(6, 5, 1)]
     assert only_beta["Branch switches per day"][3] == []  # no reflog: no series, not zeros
+
+
+def test_agent_panels_match_the_memory_marts(published: PublishedFixture) -> None:
+    board = GRAFANA / "dashboards/Symbiotic-Ecosystem.json"
+    results = run_panels(board, published.snapshot, ["alpha", "beta"])
+    # s-alpha-1, s-beta-1, s-open (s-gamma's project is no repository); quality of the ended two
+    assert results["Agent sessions in range"][3] == [(3, 2, 77.5)]
+    assert results["Fix attempt success rate"][3] == [(pytest.approx(4 / 7), 7)]  # #4 deleted
+    assert results["Followed recommendations that succeeded"][3] == [(pytest.approx(3 / 5), 6)]
+    # |0.5 - 0.325| x 2 + |0.5 - 0.835| x 2 + |1 - 0.95| x 1, over 5 judged recommendations
+    ece = (2 * 0.175 + 2 * 0.335 + 1 * 0.05) / 5
+    assert results["Confidence calibration error"][3] == [(pytest.approx(ece), 5)]
+    quality = results["Session quality and project velocity"][3]
+    assert [(r[1], r[2], r[3]) for r in quality] == [
+        ("alpha", 85.0, pytest.approx(7 / 30)),
+        ("beta", 70.0, pytest.approx(6 / 30)),
+    ]
+    bars = results["Strategy success rate (all issue types)"][3]
+    assert [r[0] for r in bars] == [
+        "FormattingAgent:format", "SecurityAgent:security_fix", "RefactoringAgent:refactor"]  # fmt: skip
+    calibration = results["Recommendation confidence vs observed success"][3]
+    assert [(r[0], r[2], r[3]) for r in calibration] == [
+        ("0.3-0.4", 0.5, 2), ("0.8-0.9", 0.5, 2), ("0.9-1.0", 1.0, 1)]  # fmt: skip
+    issues = results["Common issue types and failing strategies across projects"][3]
+    assert issues[0][:5] == ("security", 2, 3, 1, "SecurityAgent:security_fix")
+
+    only_beta = run_panels(board, published.snapshot, ["beta"])
+    (session,) = only_beta["Agent sessions"][3]
+    assert session[:3] == ("s-beta-1", "Beta", "beta") and session[8] is None  # unknown switches
+    skills = {r[0]: r[1:4] for r in only_beta["Skill effectiveness (selected repositories)"][3]}
+    assert skills == {
+        "doc-writer": (1, 1, 0),
+        "pytest-runner": (1, 0, 0),
+        "refactor-planner": (1, 0, 1),
+    }
+    failing = only_beta["Common issue types and failing strategies across projects"][3]
+    assert {r[0] for r in failing} == {"security", "complexity"}  # not alpha-only formatting

@@ -126,3 +126,116 @@ def test_default_store_is_under_symbiotic_home(symbiotic_home: Path):
     out = runner.invoke(app, FIX)
     assert out.exit_code == 0, out.output
     assert (symbiotic_home / "memory.sqlite").is_file()
+
+
+SESSION_END = [
+    "record", "session",
+    "--session-id", "sess-7",
+    "--phase", "end",
+    "--project", "billing",
+    "--language", "Python",
+    "--duration-seconds", "5400",
+    "--quality-score", "87.5",
+    "--tool", "ruff",
+    "--tool", "mypy",
+    "--timestamp", "2025-03-01T12:00:00+01:00",
+]  # fmt: skip
+
+
+def test_record_session_events_and_retry(tmp_path: Path):
+    db = tmp_path / "m.sqlite"
+    start = runner.invoke(
+        app,
+        ["record", "session", "--session-id", "sess-7", "--phase", "start",
+         "--project", "billing", "--timestamp", "2025-03-01T09:30:00Z", "--store", str(db)],
+    )  # fmt: skip
+    assert start.exit_code == 0, start.output
+    assert "recorded session event 1" in start.output
+    end = runner.invoke(app, [*SESSION_END, "--store", str(db)])
+    assert end.exit_code == 0 and "recorded session event 2" in end.output
+    retry = runner.invoke(app, [*SESSION_END, "--store", str(db)])
+    assert retry.exit_code == 0 and "already recorded" in retry.output
+    with MemoryStore(db) as store:
+        events = sorted(store.list_events("session"), key=lambda e: e.timestamp)
+    assert [e.payload["phase"] for e in events] == ["start", "end"]
+    parsed = events[1].parsed()
+    assert parsed.session_id == "sess-7" and parsed.tools_used == ["ruff", "mypy"]
+    assert (parsed.duration_seconds, parsed.quality_score) == (5400.0, 87.5)
+    assert parsed.timestamp.isoformat() == "2025-03-01T11:00:00+00:00"  # +01:00 -> UTC
+    assert "tools_used" not in events[0].payload or events[0].payload["tools_used"] == []
+
+
+def test_record_session_refuses_bad_input(tmp_path: Path):
+    db = tmp_path / "m.sqlite"
+    out = runner.invoke(
+        app, ["record", "session", "--session-id", "s", "--phase", "middle", "--store", str(db)]
+    )
+    assert out.exit_code == 2 and "session.phase" in out.output
+    out = runner.invoke(
+        app,
+        ["record", "session", "--session-id", "s", "--phase", "start",
+         "--duration-seconds", "10", "--store", str(db)],
+    )  # fmt: skip
+    assert out.exit_code == 2 and "session.duration_seconds" in out.output
+    out = runner.invoke(app, [*SESSION_END, "--quality-score", "101", "--store", str(db)])
+    assert out.exit_code == 2 and "session.quality_score" in out.output
+    with MemoryStore(db) as store:
+        assert store.count("events") == 0
+
+
+def test_record_skill_invocation_outcomes(tmp_path: Path):
+    db = tmp_path / "m.sqlite"
+    base = ["record", "skill", "--skill", "pytest-runner", "--session-id", "sess-7",
+            "--project", "billing", "--language", "python", "--complexity", "low",
+            "--store", str(db)]  # fmt: skip
+    ok = runner.invoke(
+        app,
+        [
+            *base,
+            "--completed",
+            "--succeeded",
+            "--duration-seconds",
+            "12.5",
+            "--timestamp",
+            "2025-03-01T10:00:00Z",
+        ],  # fmt: skip
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "recorded skill invocation 1" in ok.output
+    unknown = runner.invoke(
+        app, [*base, "--completed", "--timestamp", "2025-03-01T10:05:00Z", "-q"]
+    )
+    assert unknown.exit_code == 0 and unknown.output.strip() == "2"
+    timeout = runner.invoke(
+        app,
+        [
+            *base,
+            "--not-completed",
+            "--error-type",
+            "timeout",
+            "--timestamp",
+            "2025-03-01T10:10:00Z",
+        ],  # fmt: skip
+    )
+    assert timeout.exit_code == 0, timeout.output
+    with MemoryStore(db) as store:
+        events = sorted(store.list_events("skill_invocation"), key=lambda e: e.timestamp)
+        parsed = [e.parsed() for e in events]
+    assert [(p.completed, p.succeeded, p.error_type) for p in parsed] == [
+        (True, True, None),
+        (True, None, None),  # outcome not known yet: neither success nor failure
+        (False, None, "timeout"),
+    ]
+    assert parsed[0].duration_seconds == 12.5 and parsed[0].complexity == "low"
+
+
+def test_record_skill_success_needs_completion(tmp_path: Path):
+    db = tmp_path / "m.sqlite"
+    out = runner.invoke(
+        app,
+        ["record", "skill", "--skill", "x", "--not-completed", "--succeeded", "--store", str(db)],
+    )
+    assert out.exit_code == 2
+    assert "skill_invocation.succeeded" in out.output
+    with MemoryStore(db) as store:
+        assert store.count("events") == 0
