@@ -17,6 +17,7 @@ from rich.table import Table
 
 from symbiotic_assets.config import ConfigError, add_repository_to_config, load_settings
 from symbiotic_assets.memory.cli import import_command, record_app
+from symbiotic_assets.search.cli import search_command
 
 app = typer.Typer(
     name="symbiotic",
@@ -34,6 +35,7 @@ repos_app = typer.Typer(help="List and add the repositories Symbiotic reads.", n
 app.add_typer(repos_app, name="repos")
 app.add_typer(record_app, name="record")
 app.command("import")(import_command)
+app.command("search")(search_command)
 
 console = Console()
 
@@ -50,8 +52,13 @@ telemetry:
 
 # Jobs over all repositories that `symbiotic run` materializes after the per-repository
 # git refreshes, in order.
+_PARTITIONED_JOBS: list[tuple[str, str]] = [
+    ("git_refresh", "git history, merges, metrics"),
+    ("search_embed", "commit embeddings"),
+]
 _GLOBAL_JOBS: list[tuple[str, str]] = [
     ("memory_load", "memory store -> warehouse"),
+    ("search_publish", "search ranker + serving index"),
     ("analytics_refresh", "analytics (dbt marts) + publish"),
 ]
 
@@ -126,7 +133,21 @@ def run(
     new = [s.name for s in specs if s.name not in known]
     if new:
         instance.add_dynamic_partitions(repositories_partitions.name or "", new)
-    job = defs.resolve_job_def("git_refresh")
+    log_config = {"loggers": {"console": {"config": {"log_level": verbosity}}}}
+
+    def execute(job_name: str, partition_key: str | None = None) -> tuple[bool, str]:
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            partition_key=partition_key,
+            instance=instance,
+            raise_on_error=False,
+            run_config=log_config,
+        )
+        if result.success:
+            return True, ""
+        failures = [e for e in result.all_events if e.is_step_failure]
+        if failures and failures[0].step_failure_data:
+            return False, root_cause(failures[0].step_failure_data.error)
+        return False, "run failed"
 
     outcomes: list[tuple[str, bool, str]] = []
     with Progress(
@@ -148,20 +169,15 @@ def run(
         progress_listeners.append(on_progress)
         for spec in specs:
             progress.update(task, description=f"{spec.name}")
-            result = job.execute_in_process(
-                partition_key=spec.name,
-                instance=instance,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": verbosity}}}},
-            )
-            error = ""
-            if not result.success:
-                failures = [e for e in result.all_events if e.is_step_failure]
-                if failures and failures[0].step_failure_data:
-                    error = root_cause(failures[0].step_failure_data.error)
-                else:
-                    error = "run failed"
-            outcomes.append((spec.name, result.success, error))
+            ok, error = True, ""
+            for job_name, label in _PARTITIONED_JOBS:
+                progress.update(
+                    detail, description=f"  {spec.name}: {label}", total=None, visible=True
+                )
+                ok, error = execute(job_name, spec.name)
+                if not ok:
+                    break  # later steps of this repository depend on the failed one
+            outcomes.append((spec.name, ok, error))
             progress.advance(task)
         progress_listeners.remove(on_progress)
         progress.update(detail, visible=False)
@@ -169,20 +185,8 @@ def run(
         # cross-repository steps, once the repositories are in: dbt marts, then publish
         for job_name, label in _GLOBAL_JOBS:
             progress.update(detail, description=f"  {label}", total=None, visible=True)
-            result = defs.resolve_job_def(job_name).execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": verbosity}}}},
-            )
-            error = ""
-            if not result.success:
-                failures = [e for e in result.all_events if e.is_step_failure]
-                error = (
-                    root_cause(failures[0].step_failure_data.error)
-                    if failures and failures[0].step_failure_data
-                    else "run failed"
-                )
-            outcomes.append((label, result.success, error))
+            ok, error = execute(job_name)
+            outcomes.append((label, ok, error))
         progress.update(detail, visible=False)
 
     _print_summary(settings.warehouse, outcomes)

@@ -12,6 +12,7 @@ from symbiotic_assets.analytics import definitions as analytics_definitions
 from symbiotic_assets.config import load_settings
 from symbiotic_assets.git import definitions as git_definitions
 from symbiotic_assets.memory import definitions as memory_definitions
+from symbiotic_assets.search import definitions as search_definitions
 from symbiotic_assets.serving import definitions as serving_definitions
 from symbiotic_assets.warehouse import WarehouseResource
 
@@ -27,6 +28,7 @@ def build_definitions() -> dg.Definitions:
         shared,
         git_definitions.defs,
         memory_definitions.defs,
+        search_definitions.defs,
         analytics_definitions.defs,
         serving_definitions.defs,
     )
