@@ -16,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from symbiotic_assets.config import ConfigError, add_repository_to_config, load_settings
-from symbiotic_assets.memory.cli import import_command, record_app
+from symbiotic_assets.mcp.cli import mcp_command
+from symbiotic_assets.memory.cli import import_command, recommend_command, record_app
 from symbiotic_assets.search.cli import search_command
 
 app = typer.Typer(
@@ -36,6 +37,8 @@ app.add_typer(repos_app, name="repos")
 app.add_typer(record_app, name="record")
 app.command("import")(import_command)
 app.command("search")(search_command)
+app.command("recommend")(recommend_command)
+app.command("mcp")(mcp_command)
 
 console = Console()
 
@@ -58,6 +61,7 @@ _PARTITIONED_JOBS: list[tuple[str, str]] = [
 ]
 _GLOBAL_JOBS: list[tuple[str, str]] = [
     ("memory_load", "memory store -> warehouse"),
+    ("memory_learn", "fix-attempt embeddings, strategy learning, recommender"),
     ("search_publish", "search ranker + serving index"),
     ("analytics_refresh", "analytics (dbt marts) + publish"),
 ]

@@ -1,21 +1,56 @@
-"""Memory assets: load new events from the memory store into the warehouse.
+"""Memory assets: load new events from the memory store, then learn from them.
 
 A sensor watches the store's high-water marks and requests a load when new rows
 arrive; the load itself is incremental and idempotent (see ``loader.py``).
+
+The learning assets (job ``memory_learn``) are thin: they read the warehouse,
+call the pure functions of ``learning.py`` and write the result back:
+``memory/fix_attempt_embeddings`` (new attempts only), ``memory/strategy_weights``
+(replay, calibration, pattern weights; state kept in ``memory.recommender_state``
+so each run continues from the last), ``memory/strategy_effectiveness`` (SQL) and
+``memory/recommender_index`` (the files the API reads, published atomically).
 """
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from symbiotic_assets.config import load_settings
-from symbiotic_assets.memory.loader import load_memory
+from symbiotic_assets.memory.loader import ensure_memory_schema, load_memory
+from symbiotic_assets.memory.resources import EmbedderResource
 from symbiotic_assets.warehouse import WAREHOUSE_POOL, WarehouseResource
 
 GROUP = "memory"
 FIX_ATTEMPTS = dg.AssetKey(["memory", "fix_attempts"])
 FEEDBACK = dg.AssetKey(["memory", "recommendation_feedback"])
 EVENTS = dg.AssetKey(["memory", "events"])
+FIX_ATTEMPT_EMBEDDINGS = dg.AssetKey(["memory", "fix_attempt_embeddings"])
+STRATEGY_WEIGHTS = dg.AssetKey(["memory", "strategy_weights"])
+STRATEGY_EFFECTIVENESS = dg.AssetKey(["memory", "strategy_effectiveness"])
+RECOMMENDER_INDEX = dg.AssetKey(["memory", "recommender_index"])
+DIMENSION = 384
+
+LEARNING_SCHEMA_SQL = f"""
+CREATE TABLE IF NOT EXISTS memory.fix_attempt_embeddings (
+    attempt_id BIGINT NOT NULL,            -- memory.fix_attempts.id
+    model VARCHAR NOT NULL,                -- IssueEmbedder.model_id: vectors of models never mix
+    text_sha256 VARCHAR NOT NULL,          -- cache key of the embedded issue text
+    vector FLOAT[{DIMENSION}] NOT NULL,    -- unit length
+    embedded_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (attempt_id, model)
+);
+
+CREATE TABLE IF NOT EXISTS memory.recommender_state (
+    version BIGINT NOT NULL,               -- increases by one per training run
+    trained_at TIMESTAMP NOT NULL,
+    model VARCHAR NOT NULL,
+    last_attempt_id BIGINT NOT NULL,       -- outcomes up to here are in the pattern weights
+    patterns INTEGER NOT NULL,
+    state_json VARCHAR NOT NULL            -- learning.LearnedState.to_json()
+);
+"""
 
 
 @dg.multi_asset(
@@ -76,3 +111,331 @@ def memory_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
                               passed=not (dup_attempts and dup_attempts[0]))  # fmt: skip
     yield dg.AssetCheckResult(check_name="no_duplicate_event_ids", asset_key=EVENTS,
                               passed=not (dup_events and dup_events[0]))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- learning
+
+
+def recommender_root() -> Path:
+    """Where the serving artifacts are published: ``<published_dir>/recommender``."""
+    return load_settings().published_dir / "recommender"
+
+
+def _ensure_learning_schema(con: Any) -> None:
+    ensure_memory_schema(con)
+    con.execute(LEARNING_SCHEMA_SQL)
+
+
+_ATTEMPTS_WITH_VECTORS = """
+    SELECT a.id, a.issue_type, a.message, a.file_path, a.stage, a.agent, a.strategy, a.success,
+           epoch(a."timestamp"), e.vector
+    FROM memory.fix_attempts a
+    JOIN memory.fix_attempt_embeddings e ON e.attempt_id = a.id AND e.model = ?
+    WHERE NOT a.deleted
+    ORDER BY a."timestamp", a.id
+"""
+
+
+def _read_history(con: Any, model: str) -> tuple[list[dict[str, Any]], Any]:
+    """Non-deleted attempts that have a vector for ``model``, time order, and their vectors."""
+    import numpy as np
+
+    rows = con.execute(_ATTEMPTS_WITH_VECTORS, [model]).fetchall()
+    names = ("id", "issue_type", "message", "file_path", "stage", "agent", "strategy")
+    records = [
+        dict(zip(names, r[:7], strict=True)) | {"success": bool(r[7]), "timestamp": float(r[8])}
+        for r in rows
+    ]
+    vectors = (
+        np.asarray([r[9] for r in rows], dtype=np.float32)
+        if rows
+        else np.zeros((0, DIMENSION), dtype=np.float32)
+    )
+    return records, vectors
+
+
+def _latest_state(con: Any) -> str | None:
+    row = con.execute(
+        "SELECT state_json FROM memory.recommender_state ORDER BY version DESC LIMIT 1"
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+@dg.asset(
+    key=FIX_ATTEMPT_EMBEDDINGS,
+    deps=[FIX_ATTEMPTS],
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    check_specs=[dg.AssetCheckSpec("unit_vectors_384", asset=FIX_ATTEMPT_EMBEDDINGS)],
+    description="One 384-dim unit vector per fix attempt and model, of the documented issue text "
+    "(type, message, path words, stage). Incremental: only attempts without a vector for the "
+    "current model (or corrected since) are embedded; equal texts come from a content-hash cache.",
+)
+def fix_attempt_embeddings(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedder: EmbedderResource
+) -> Iterator:
+    import pandas as pd
+
+    from symbiotic_assets.memory.embedder import VectorCacheTable, cache_key, issue_text
+
+    model = embedder.get_embedder()
+    model_id = model.model_id  # names the vectors; does not load the model
+    calls_before = model.model_calls
+    with warehouse.connect() as con:
+        _ensure_learning_schema(con)
+        pending = con.execute(
+            """
+            SELECT a.id, a.issue_type, a.message, a.file_path, a.stage
+            FROM memory.fix_attempts a
+            LEFT JOIN memory.fix_attempt_embeddings e ON e.attempt_id = a.id AND e.model = ?
+            WHERE NOT a.deleted
+              AND (e.attempt_id IS NULL OR a.updated_at > e.embedded_at)
+            ORDER BY a.id
+            """,
+            [model_id],
+        ).fetchall()
+        texts = [issue_text(r[1], r[2], r[3], r[4]) for r in pending]
+        # A corrected attempt whose text did not change keeps its vector.
+        known = dict(
+            con.execute(
+                "SELECT attempt_id, text_sha256 FROM memory.fix_attempt_embeddings "
+                "WHERE model = ? AND attempt_id IN (SELECT unnest(?::BIGINT[]))",
+                [model_id, [r[0] for r in pending]],
+            ).fetchall()
+        )
+        keys = [cache_key(t, model_id) for t in texts]
+        todo = [j for j, r in enumerate(pending) if known.get(r[0]) != keys[j]]
+        touched = [r[0] for j, r in enumerate(pending) if known.get(r[0]) == keys[j]]
+        if touched:
+            con.execute(
+                "UPDATE memory.fix_attempt_embeddings SET embedded_at = (now() AT TIME ZONE 'UTC') "
+                "WHERE model = ? AND attempt_id IN (SELECT unnest(?::BIGINT[]))",
+                [model_id, touched],
+            )
+        if todo:
+            cache = VectorCacheTable(con, "memory.embedding_cache", dim=DIMENSION)
+            vectors = model.embed_many(
+                [texts[j] for j in todo], batch_size=embedder.batch_size, persistent=cache
+            )
+            if vectors.shape[1] != DIMENSION:
+                raise ValueError(
+                    f"embedder {model_id!r} gives {vectors.shape[1]}-dim vectors; "
+                    f"memory.fix_attempt_embeddings holds {DIMENSION}"
+                )
+            frame = pd.DataFrame(
+                {
+                    "attempt_id": [pending[j][0] for j in todo],
+                    "text_sha256": [keys[j] for j in todo],
+                    "vector": [v.tolist() for v in vectors],
+                }
+            )
+            con.register("_memory_new_vectors", frame)
+            try:
+                con.execute(
+                    "DELETE FROM memory.fix_attempt_embeddings WHERE model = ? "
+                    "AND attempt_id IN (SELECT attempt_id FROM _memory_new_vectors)",
+                    [model_id],
+                )
+                con.execute(
+                    f"INSERT INTO memory.fix_attempt_embeddings SELECT attempt_id, ?, text_sha256, "
+                    f"vector::FLOAT[{DIMENSION}], (now() AT TIME ZONE 'UTC') FROM _memory_new_vectors",
+                    [model_id],
+                )
+            finally:
+                con.unregister("_memory_new_vectors")
+        total, bad = con.execute(
+            f"""
+            SELECT count(*), count(*) FILTER (WHERE len(vector) <> {DIMENSION}
+                   OR abs(list_dot_product(vector, vector) - 1) > 1e-3)
+            FROM memory.fix_attempt_embeddings WHERE model = ?
+            """,
+            [model_id],
+        ).fetchone() or (0, 0)
+    model_calls = model.model_calls - calls_before
+    context.log.info(
+        f"{len(pending)} attempts without a current vector, {len(todo)} embedded "
+        f"({model_calls} through the model, the rest from the cache); {total} vectors for {model_id}"
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "model": model_id,
+            "new_vectors": len(todo),
+            "model_calls": model_calls,
+            "vectors": int(total),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="unit_vectors_384", passed=int(bad) == 0, metadata={"bad_vectors": int(bad)}
+    )
+
+
+@dg.asset(
+    key=STRATEGY_WEIGHTS,
+    deps=[FIX_ATTEMPT_EMBEDDINGS, FEEDBACK],
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    description="The recommender's learned state: per-pattern weights (issue_type|agent:strategy) "
+    "strengthened by successes and weakened by failures since the last run, an isotonic "
+    "calibrator fitted on the history replayed in time order, and feedback counts. One new row "
+    "of memory.recommender_state per run; the next run continues from it.",
+)
+def strategy_weights(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedder: EmbedderResource
+) -> dg.MaterializeResult:
+    from symbiotic_assets.memory.learning import (
+        LearnedState,
+        feedback_stats,
+        learn,
+        records_from_rows,
+    )
+
+    model_id = embedder.get_embedder().model_id
+    with warehouse.connect() as con:
+        _ensure_learning_schema(con)
+        rows, vectors = _read_history(con, model_id)
+        previous_json = _latest_state(con)
+        cur = con.execute(
+            "SELECT agent, strategy, shown, followed, outcome FROM memory.recommendation_feedback"
+        )
+        names = [d[0] for d in cur.description or []]
+        feedback = feedback_stats(dict(zip(names, r, strict=True)) for r in cur.fetchall())
+    previous = LearnedState.from_json(previous_json) if previous_json else None
+    learned, metrics = learn(records_from_rows(rows), vectors, previous, feedback)
+    learned.model = model_id
+    with warehouse.connect() as con:
+        _ensure_learning_schema(con)
+        con.execute(
+            "INSERT INTO memory.recommender_state VALUES (?, ?::TIMESTAMPTZ::TIMESTAMP, ?, ?, ?, ?)",
+            [
+                learned.version,
+                learned.trained_at,
+                model_id,
+                learned.last_attempt_id,
+                len(learned.state.pattern_weights),
+                learned.to_json(),
+            ],
+        )
+    weights = learned.state.pattern_weights
+    strongest = sorted(weights.items(), key=lambda kv: -kv[1])[:5]
+    weakest = sorted(weights.items(), key=lambda kv: kv[1])[:5]
+    table = "| pattern | weight |\n|---|---|\n" + "\n".join(
+        f"| {k} | {v:.3f} |" for k, v in [*strongest, *weakest]
+    )
+    context.log.info(
+        f"state v{learned.version}: replayed {metrics.replayed} attempts, {len(weights)} patterns, "
+        f"hit rate {metrics.hit_rate:.3f}, ECE {metrics.ece}, {metrics.calibration_pairs} "
+        f"calibration pairs, {sum(f.shown for f in feedback.values())} feedback rows counted"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "version": learned.version,
+            "patterns": len(weights),
+            "replayed": metrics.replayed,
+            "hit_rate": metrics.hit_rate,
+            "calibration_ece": metrics.ece if metrics.ece is not None else float("nan"),
+            "calibration_pairs": metrics.calibration_pairs,
+            "success_when_followed": metrics.success_when_followed,
+            "calibrated": learned.state.calibrator.fitted,
+            "last_attempt_id": learned.last_attempt_id,
+            "feedback_candidates": len(feedback),
+            "weights": dg.MetadataValue.md(table),
+        }
+    )
+
+
+@dg.asset(
+    key=STRATEGY_EFFECTIVENESS,
+    deps=[FIX_ATTEMPTS],
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    check_specs=[dg.AssetCheckSpec("rates_within_0_1", asset=STRATEGY_EFFECTIVENESS)],
+    description="memory.strategy_effectiveness: per agent:strategy, per issue type and per both, "
+    "attempts, successes, failures, rate (failures count), smoothed rate, last attempted and last "
+    "successful. Same counting as the dbt mart fct_strategy_effectiveness, without waiting for it.",
+)
+def strategy_effectiveness_table(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> Iterator:
+    from symbiotic_assets.memory.learning import EFFECTIVENESS_SQL
+
+    with warehouse.connect() as con:
+        _ensure_learning_schema(con)
+        con.execute(EFFECTIVENESS_SQL)
+        counts = dict(
+            con.execute(
+                "SELECT scope, count(*) FROM memory.strategy_effectiveness GROUP BY scope"
+            ).fetchall()
+        )
+        bad = con.execute(
+            "SELECT count(*) FROM memory.strategy_effectiveness WHERE rate NOT BETWEEN 0 AND 1 "
+            "OR smoothed_rate NOT BETWEEN 0 AND 1 OR successes > attempts"
+        ).fetchone()
+        top = con.execute(
+            "SELECT key, attempts, successes, rate FROM memory.strategy_effectiveness "
+            "WHERE scope = 'agent_strategy' ORDER BY smoothed_rate DESC, attempts DESC LIMIT 10"
+        ).fetchall()
+    n_bad = int(bad[0]) if bad else 0
+    context.log.info(f"strategy effectiveness rows by scope: {counts}")
+    preview = "| agent:strategy | attempts | successes | rate |\n|---|---|---|---|\n" + "\n".join(
+        f"| {k} | {n} | {s} | {r:.2f} |" for k, n, s, r in top
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "rows": sum(counts.values()),
+            "by_scope": dg.MetadataValue.json(counts),
+            "top": dg.MetadataValue.md(preview),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="rates_within_0_1", passed=n_bad == 0, metadata={"bad_rows": n_bad}
+    )
+
+
+@dg.asset(
+    key=RECOMMENDER_INDEX,
+    deps=[FIX_ATTEMPT_EMBEDDINGS, STRATEGY_WEIGHTS],
+    group_name=GROUP,
+    pool=WAREHOUSE_POOL,
+    description="The published recommender (vectors .npy, attempt columns, learned state JSON) "
+    "under $SYMBIOTIC_HOME/published/recommender, swapped in atomically; the API reads only this.",
+)
+def recommender_index(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedder: EmbedderResource
+) -> dg.MaterializeResult:
+    from symbiotic_assets.memory.learning import LearnedState
+    from symbiotic_assets.memory.serving import publish
+
+    model_id = embedder.get_embedder().model_id
+    with warehouse.connect() as con:
+        _ensure_learning_schema(con)
+        rows, vectors = _read_history(con, model_id)
+        state_json = _latest_state(con)
+    learned = LearnedState.from_json(state_json) if state_json else LearnedState(model=model_id)
+    learned.model = model_id
+    root = recommender_root()
+    version = publish(
+        root,
+        vectors=vectors,
+        attempt_ids=[int(r["id"]) for r in rows],
+        issue_types=[str(r["issue_type"]) for r in rows],
+        agent_strategies=[f"{r['agent']}:{r['strategy']}" for r in rows],
+        success=[bool(r["success"]) for r in rows],
+        timestamps=[float(r["timestamp"]) for r in rows],
+        messages=[str(r["message"] or "") for r in rows],
+        file_paths=[str(r["file_path"] or "") for r in rows],
+        state_json=learned.to_json(),
+        model=model_id,
+    )
+    context.log.info(
+        f"published recommender {version}: {len(rows)} attempts, state v{learned.version}, {model_id}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "version": version,
+            "attempts": len(rows),
+            "state_version": learned.version,
+            "model": model_id,
+            "index": "exact" if len(rows) <= 200_000 else "ivf",
+            "path": str(root),
+        }
+    )

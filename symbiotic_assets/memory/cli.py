@@ -348,3 +348,54 @@ def import_command(
             console.print(f"  line {row['line_number']}: {row['reason']}", highlight=False)
         if strict:
             raise typer.Exit(code=1)
+
+
+def recommend_command(
+    issue_type: Annotated[str, typer.Option(help="formatting, type_error, security, ...")],
+    message: Annotated[str, typer.Option(help="The issue as the tool reported it.")],
+    file_path: Annotated[str | None, typer.Option(help="File the issue is in.")] = None,
+    stage: Annotated[str | None, typer.Option(help="fast, comprehensive, or the tool.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    evidence: Annotated[int, typer.Option(help="Similar past attempts to show.", min=0)] = 5,
+) -> None:
+    """Which agent and strategy fixed issues like this one, and how sure we are.
+
+    Reads the published recommender (job memory_learn); record the outcome with
+    `symbiotic record feedback --recommendation-id ...`.
+    """
+    import json
+
+    from symbiotic_assets.memory.api import recommend_strategy
+
+    issue = {"issue_type": issue_type, "message": message, "file_path": file_path, "stage": stage}
+    try:
+        rec = recommend_strategy(issue, max_evidence=max(evidence, 1))
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        data = rec.to_dict()
+        data["evidence"] = data["evidence"][:evidence]
+        typer.echo(json.dumps(data, indent=2))
+        return
+    if rec.status != "ok":
+        console.print(f"[yellow]{rec.reason}[/yellow]", highlight=False)
+        return
+    console.print(
+        f"[bold]{rec.agent_strategy}[/bold]  confidence {rec.confidence:.2f}  "
+        f"(recommendation id {rec.recommendation_id})",
+        highlight=False,
+    )
+    if evidence and rec.evidence:
+        table = Table(title="Similar past attempts")
+        for col in ("similarity", "outcome", "agent:strategy", "when (UTC)", "issue"):
+            table.add_column(col)
+        for e in rec.evidence[:evidence]:
+            table.add_row(
+                f"{e.similarity:.2f}",
+                "[green]succeeded[/green]" if e.success else "[red]failed[/red]",
+                f"{e.agent}:{e.strategy}",
+                e.timestamp[:16],
+                f"{e.issue_type}: {e.message[:60]}",
+            )
+        console.print(table)

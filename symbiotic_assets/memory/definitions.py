@@ -1,4 +1,12 @@
-"""Memory domain: load events, and (with the embedder) learn from them."""
+"""Memory domain: load events, and (with the embedder) learn from them.
+
+``memory_load`` copies new store rows into the warehouse when the store sensor
+sees them; ``memory_learn`` (embeddings -> strategy weights -> effectiveness ->
+published recommender) runs after each successful load (``memory_learn_sensor``)
+and daily (``daily_memory_learn``, the retraining of DESIGN.md). The embedder is
+registered as the ``embedder`` resource; importing this module does not import
+torch or onnxruntime: the model loads on the first asset that embeds.
+"""
 
 import json
 from pathlib import Path
@@ -6,12 +14,30 @@ from pathlib import Path
 import dagster as dg
 
 from symbiotic_assets.config import load_settings
-from symbiotic_assets.memory.assets import memory_tables
+from symbiotic_assets.memory.assets import (
+    FEEDBACK,
+    FIX_ATTEMPTS,
+    fix_attempt_embeddings,
+    memory_tables,
+    recommender_index,
+    strategy_effectiveness_table,
+    strategy_weights,
+)
+from symbiotic_assets.memory.resources import EmbedderResource
 
 memory_load_job = dg.define_asset_job(
     "memory_load",
     selection=dg.AssetSelection.assets(memory_tables),
     description="Copy new fix attempts, feedback and events from the memory store into the warehouse.",
+)
+
+memory_learn_job = dg.define_asset_job(
+    "memory_learn",
+    selection=dg.AssetSelection.assets(
+        fix_attempt_embeddings, strategy_weights, strategy_effectiveness_table, recommender_index
+    ),
+    description="Embed new fix attempts, update strategy weights and calibration from new "
+    "outcomes, rebuild strategy effectiveness, publish the recommender.",
 )
 
 
@@ -41,6 +67,46 @@ def memory_events_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=key)], cursor=json.dumps(marks))
 
 
+@dg.sensor(
+    job=memory_learn_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests memory_learn once after new fix attempts or feedback were loaded "
+    "(at most every 5 minutes, however many loads ran meanwhile).",
+)
+def memory_learn_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    marks = []
+    for key in (FIX_ATTEMPTS, FEEDBACK):
+        event = context.instance.get_latest_materialization_event(key)
+        marks.append(event.timestamp if event is not None else 0.0)
+    mark = max(marks)
+    if mark == 0.0:
+        return dg.SensorResult(skip_reason="nothing loaded from the memory store yet")
+    if context.cursor and float(context.cursor) >= mark:
+        return dg.SensorResult(skip_reason="no load since the last training")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"memory-learn:{mark:.6f}")], cursor=repr(mark)
+    )
+
+
+daily_memory_learn = dg.ScheduleDefinition(
+    name="daily_memory_learn",
+    job=memory_learn_job,
+    cron_schedule="15 3 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily retraining: recency weights move with time even without new outcomes.",
+)
+
 defs = dg.Definitions(
-    assets=[memory_tables], jobs=[memory_load_job], sensors=[memory_events_sensor]
+    assets=[
+        memory_tables,
+        fix_attempt_embeddings,
+        strategy_weights,
+        strategy_effectiveness_table,
+        recommender_index,
+    ],
+    jobs=[memory_load_job, memory_learn_job],
+    sensors=[memory_events_sensor, memory_learn_sensor],
+    schedules=[daily_memory_learn],
+    resources={"embedder": EmbedderResource()},
 )
