@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(SYMBIOTIC_HOME)/dagster
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install run test test-fast dev bench lint clean dbt-manifest dashboards
+.PHONY: install run test test-fast dev bench lint clean dbt-manifest dashboards browser
 
 # torch first, pinned to the CPU build: an unpinned torch pulled by sentence-transformers
 # would bring a multi-GB CUDA build (see DEVELOPERS.md).
@@ -19,6 +19,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+## browser: Debian's chromium for the Dagster UI test (needs root or an existing install)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "install Debian's chromium package for the UI test (sudo apt-get install chromium)"; fi; }
 
 ## dbt-manifest: parse the dbt project once (Dagster reads the manifest; never done at import)
 dbt-manifest: install
@@ -33,7 +40,7 @@ run: install dbt-manifest
 	$(BIN)/symbiotic run
 
 ## test: set up, then run the whole suite (unit, integration, end-to-end)
-test: install dbt-manifest
+test: install dbt-manifest browser
 	$(BIN)/pytest -n 2 --durations=15
 
 test-fast: install dbt-manifest
