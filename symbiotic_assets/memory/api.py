@@ -47,7 +47,6 @@ __all__ = [
 
 _lock = threading.Lock()
 _loaded: dict[Path, PublishedRecommender] = {}
-_embedders: dict[str, IssueEmbedder] = {}
 
 
 @dataclass(frozen=True)
@@ -113,27 +112,10 @@ def open_recommender(root: Path | None = None) -> PublishedRecommender:
 
 
 def _embedder_for(model_id: str) -> IssueEmbedder:
-    """An embedder giving the same vectors as ``model_id`` (``name@torch|onnx|onnx-int8``)."""
-    from symbiotic_assets.memory.embedder import IssueEmbedder
+    """An embedder producing the same vectors as the published ``model_id``."""
+    from symbiotic_assets.memory.embedder import embedder_for_model_id
 
-    with _lock:
-        found = _embedders.get(model_id)
-    if found is not None:
-        return found
-    name, _, variant = model_id.partition("@")
-    if variant not in ("torch", "onnx", "onnx-int8"):
-        raise ValueError(
-            f"published model {model_id!r}: unknown variant {variant!r}; "
-            "expected torch, onnx or onnx-int8"
-        )
-    embedder = IssueEmbedder(
-        model_name=name,
-        backend="torch" if variant == "torch" else "onnx",
-        quantize=variant == "onnx-int8",
-    )
-    with _lock:
-        _embedders[model_id] = embedder
-    return embedder
+    return embedder_for_model_id(model_id)
 
 
 def _field(issue: Any, name: str) -> Any:

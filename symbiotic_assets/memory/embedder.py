@@ -566,3 +566,31 @@ class VectorCacheTable:
     def count(self) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {self.table}").fetchone()
         return int(row[0]) if row else 0
+
+
+_EMBEDDERS: dict[str, IssueEmbedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def embedder_for_model_id(model_id: str) -> IssueEmbedder:
+    """A cached embedder giving the same vectors as a published ``model_id``.
+
+    Published indexes record ``name@torch``, ``name@onnx`` or ``name@onnx-int8``
+    (optionally followed by ``|...``); queries must be embedded the same way.
+    """
+    with _EMBEDDERS_LOCK:
+        found = _EMBEDDERS.get(model_id)
+    if found is not None:
+        return found
+    name, _, variant = model_id.split("|", 1)[0].partition("@")
+    if variant not in ("torch", "onnx", "onnx-int8"):
+        raise ValueError(
+            f"model {model_id!r}: unknown variant {variant!r}; expected torch, onnx or onnx-int8"
+        )
+    embedder = IssueEmbedder(
+        model_name=name,
+        backend="torch" if variant == "torch" else "onnx",
+        quantize=variant == "onnx-int8",
+    )
+    with _EMBEDDERS_LOCK:
+        return _EMBEDDERS.setdefault(model_id, embedder)

@@ -23,10 +23,6 @@ A version folder holds:
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,9 +33,9 @@ import numpy as np
 
 from symbiotic_assets.memory.recommender import AttemptMemory, RecommenderState
 from symbiotic_assets.memory.vector_index import ExactIndex, IVFIndex, build_index, load_index
+from symbiotic_assets.serving import versioned
+from symbiotic_assets.serving.versioned import publish_version
 
-POINTER = "CURRENT"
-KEEP_VERSIONS = 3
 FORMAT_VERSION = 1
 
 
@@ -153,58 +149,21 @@ def write_version(
 
 def publish(root: Path, min_age_seconds: float = 300.0, **columns: Any) -> str:
     """Write a new version under ``root`` and switch the pointer to it atomically."""
-    versions = root / "versions"
-    versions.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")  # sorts in publish order
-    version = f"{stamp}-{uuid.uuid4().hex[:8]}"
-    staging = versions / f".staging-{version}"
-    try:
-        write_version(staging, **columns)
-        _fsync_tree(staging)
-        os.rename(staging, versions / version)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    pointer_tmp = root / f".{POINTER}.{uuid.uuid4().hex[:8]}"
-    pointer_tmp.write_text(json.dumps({"version": version}), encoding="utf-8")
-    with open(pointer_tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(pointer_tmp, root / POINTER)
-    _prune(versions, current=version, min_age_seconds=min_age_seconds)
-    return version
-
-
-def _fsync_tree(folder: Path) -> None:
-    for child in folder.rglob("*"):
-        if child.is_file():
-            with open(child, "rb") as fh:
-                os.fsync(fh.fileno())
-
-
-def _prune(versions: Path, current: str, min_age_seconds: float) -> None:
-    done = sorted(p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
-    cutoff = time.time() - min_age_seconds
-    for old in done[:-KEEP_VERSIONS]:
-        if old.name != current and old.stat().st_mtime < cutoff:
-            shutil.rmtree(old, ignore_errors=True)
+    return publish_version(
+        root,
+        lambda folder, _version: write_version(folder, **columns),
+        min_age_seconds=min_age_seconds,
+    )
 
 
 def current_version(root: Path) -> str:
     """The version the pointer names; raises ``RecommenderNotPublishedError`` if none."""
-    pointer = root / POINTER
-    try:
-        data = json.loads(pointer.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecommenderNotPublishedError(
-            f"{root}: no recommender published yet (no {POINTER} file); run the memory_learn "
-            "job (symbiotic run) after recording fix attempts"
-        ) from None
-    version = str(data.get("version") or "")
-    if not version or not (root / "versions" / version).is_dir():
-        raise RecommenderNotPublishedError(
-            f"{pointer}: names version {version!r}, which is missing"
-        )
-    return version
+    return versioned.current_version(
+        root,
+        what="recommender",
+        hint="run the memory_learn job (symbiotic run) after recording fix attempts",
+        error=RecommenderNotPublishedError,
+    )
 
 
 def load_version(folder: Path, version: str = "") -> PublishedRecommender:

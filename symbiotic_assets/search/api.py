@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _lock = threading.Lock()
 _indexes: dict[Path, SearchIndex] = {}
-_embedders: dict[str, IssueEmbedder] = {}
 
 
 @dataclass(frozen=True)
@@ -74,27 +73,10 @@ def open_index(root: Path | None = None) -> SearchIndex:
 
 
 def embedder_for(model_id: str) -> IssueEmbedder:
-    """An embedder producing the same vectors as ``model_id`` (``name@torch|onnx|onnx-int8``)."""
-    from symbiotic_assets.memory.embedder import IssueEmbedder
+    """An embedder producing the same vectors as the published ``model_id``."""
+    from symbiotic_assets.memory.embedder import embedder_for_model_id
 
-    with _lock:
-        found = _embedders.get(model_id)
-    if found is not None:
-        return found
-    base = model_id.split("|", 1)[0]
-    name, _, variant = base.partition("@")
-    if variant not in ("torch", "onnx", "onnx-int8"):
-        raise ValueError(
-            f"model {model_id!r}: unknown variant {variant!r}; expected torch, onnx or onnx-int8"
-        )
-    embedder = IssueEmbedder(
-        model_name=name,
-        backend="torch" if variant == "torch" else "onnx",
-        quantize=variant == "onnx-int8",
-    )
-    with _lock:
-        _embedders[model_id] = embedder
-    return embedder
+    return embedder_for_model_id(model_id)
 
 
 def _as_datetime(value: datetime | date | str | None, name: str) -> datetime | None:
@@ -124,6 +106,10 @@ def explain(hit: Hit, index: SearchIndex, surface: dict[str, str]) -> str:
         parts.append("issue reference")
     if f["identifier"] > 0:
         parts.append("identifier")
+    if hit.click is not None and hit.click.boost > 0:
+        parts.append(f"clicked for similar queries ({hit.click.queries})")
+    elif hit.click is not None and hit.click.boost < 0:
+        parts.append("skipped for similar queries")
     if index.weights.source == "learned":
         parts.append("learned ranker")
     return "; ".join(parts)

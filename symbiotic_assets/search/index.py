@@ -18,9 +18,6 @@ and then only the ``nprobe`` nearest lists.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from symbiotic_assets.search.clicks import ClickBoost, ClickModel
 from symbiotic_assets.search.lexical import BM25Index
 from symbiotic_assets.search.ranker import (
     FEATURE_INDEX,
@@ -38,10 +36,10 @@ from symbiotic_assets.search.ranker import (
     rank_feature,
 )
 from symbiotic_assets.search.text import ParsedQuery, tokenize
+from symbiotic_assets.serving import versioned
+from symbiotic_assets.serving.versioned import KEEP_VERSIONS, publish_version
 
 FORMAT_VERSION = 1
-POINTER = "CURRENT"
-KEEP_VERSIONS = 3
 ANN_MIN_DOCS = 50_000
 CANDIDATES = 100
 
@@ -200,6 +198,7 @@ class Hit:
     score: float
     features: dict[str, float]
     matched_terms: list[str]
+    click: ClickBoost | None = None  # what the click memory added, if anything
 
 
 @dataclass
@@ -238,6 +237,7 @@ class SearchIndex:
     model_id: str
     version: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    clicks: ClickModel | None = None  # click memory (per similar-query boosts)
 
     @property
     def size(self) -> int:
@@ -252,6 +252,7 @@ class SearchIndex:
         weights: RankerWeights | None = None,
         ann_min_docs: int = ANN_MIN_DOCS,
         tokens: Sequence[Sequence[str]] | None = None,
+        clicks: ClickModel | None = None,
     ) -> SearchIndex:
         """Index a corpus; above ``ann_min_docs`` documents the IVF order is applied first."""
         n = len(corpus.hashes)
@@ -298,6 +299,7 @@ class SearchIndex:
             ivf=ivf,
             weights=weights or RankerWeights(),
             model_id=model_id,
+            clicks=clicks,
         )
 
     # -- lookups ----------------------------------------------------------
@@ -479,13 +481,31 @@ class SearchIndex:
         mask: np.ndarray | None = None,
         weights: RankerWeights | None = None,
         exact: bool = False,
+        clicks: ClickModel | None | bool = True,
     ) -> list[Hit]:
-        """The ``k`` best documents under ``weights`` (the published ones by default)."""
-        cand = self.candidates(parsed, query_vec, mask, exact=exact)
+        """The ``k`` best documents under ``weights`` (the published ones by default).
+
+        ``clicks``: ``True`` uses the published click memory, ``False`` or ``None`` none,
+        or a ``ClickModel`` to use instead. Commits boosted by it join the candidates
+        (when the filters allow them); without a similar past query nothing changes.
+        """
+        model = self.clicks if clicks is True else (clicks or None)
+        boosts = model.boosts(query_vec) if model is not None else {}
+        boost_doc: dict[int, ClickBoost] = {}
+        if boosts:
+            names = list(boosts)
+            for h, d in zip(names, self.docs_for_hashes(names), strict=True):
+                if d is not None and (mask is None or mask[d]):
+                    boost_doc[int(d)] = boosts[h]
+        extra = [d for d, b in boost_doc.items() if b.boost > 0]
+        cand = self.candidates(parsed, query_vec, mask, exact=exact, extra_docs=extra)
         if len(cand.docs) == 0:
             return []
         w = (weights or self.weights).vector()
         scores = cand.features @ w
+        if boost_doc:
+            scores = scores + np.array([boost_doc[int(d)].boost if int(d) in boost_doc else 0.0
+                                        for d in cand.docs])  # fmt: skip
         order = np.lexsort((cand.docs, -scores))[:k]
         hits: list[Hit] = []
         for i in order:
@@ -497,6 +517,7 @@ class SearchIndex:
                     matched_terms=[
                         t for t, m in zip(cand.terms, cand.matched[i], strict=True) if m
                     ],
+                    click=boost_doc.get(int(cand.docs[i])),
                 )
             )
         return hits
@@ -537,6 +558,8 @@ class SearchIndex:
             encoding="utf-8",
         )
         (folder / "ranker.json").write_text(self.weights.to_json(), encoding="utf-8")
+        if self.clicks is not None:
+            (folder / "clicks.json").write_text(self.clicks.to_json(), encoding="utf-8")
         meta = {
             "format_version": FORMAT_VERSION,
             "model_id": self.model_id,
@@ -597,6 +620,9 @@ class SearchIndex:
             model_id=str(meta["model_id"]),
             version=version,
             meta=meta,
+            clicks=ClickModel.from_json((folder / "clicks.json").read_text(encoding="utf-8"))
+            if (folder / "clicks.json").is_file()
+            else None,
         )
 
 
@@ -643,56 +669,28 @@ def publish(
     Versions beyond the ``keep`` newest are deleted once older than ``min_age_seconds``,
     so that a reader that read the pointer a moment ago still finds its files.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    versions = root / "versions"
-    versions.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")  # sorts in publish order
-    version = f"{stamp}-{uuid.uuid4().hex[:8]}"
-    staging = versions / f".staging-{version}"
-    index.meta = {**index.meta, "version": version, "published_at": datetime.now(UTC).isoformat()}
-    index.save(staging)
-    _fsync_dir_files(staging)
-    os.rename(staging, versions / version)
-    pointer_tmp = root / f".{POINTER}.{uuid.uuid4().hex[:8]}"
-    pointer_tmp.write_text(json.dumps({"version": version}), encoding="utf-8")
-    with open(pointer_tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(pointer_tmp, root / POINTER)
+
+    def write(folder: Path, version: str) -> None:
+        index.meta = {
+            **index.meta,
+            "version": version,
+            "published_at": datetime.now(UTC).isoformat(),
+        }
+        index.save(folder)
+
+    version = publish_version(root, write, keep=keep, min_age_seconds=min_age_seconds)
     index.version = version
-    _prune(versions, keep=keep, current=version, min_age_seconds=min_age_seconds)
     return version
-
-
-def _fsync_dir_files(folder: Path) -> None:
-    for child in folder.iterdir():
-        with open(child, "rb") as fh:
-            os.fsync(fh.fileno())
-
-
-def _prune(versions: Path, keep: int, current: str, min_age_seconds: float) -> None:
-    import time
-
-    done = sorted(p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
-    cutoff = time.time() - min_age_seconds
-    for old in done[:-keep] if keep > 0 else []:
-        if old.name != current and old.stat().st_mtime < cutoff:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def current_version(root: Path) -> str:
     """The published version the pointer names; raises if nothing was published."""
-    pointer = root / POINTER
-    try:
-        data = json.loads(pointer.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise IndexNotPublishedError(
-            f"{root}: no search index published yet (no {POINTER} file); materialize the "
-            "search/serving_index asset (symbiotic run) first"
-        ) from None
-    version = str(data.get("version") or "")
-    if not version or not (root / "versions" / version).is_dir():
-        raise IndexNotPublishedError(f"{pointer}: names version {version!r}, which is missing")
-    return version
+    return versioned.current_version(
+        root,
+        what="search index",
+        hint="materialize the search/serving_index asset (symbiotic run) first",
+        error=IndexNotPublishedError,
+    )
 
 
 def load_published(root: Path) -> SearchIndex:

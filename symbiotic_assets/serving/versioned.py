@@ -1,0 +1,90 @@
+"""Versioned directories behind an atomically replaced pointer.
+
+The search index and the recommender are published the same way: a new
+version is written to a staging folder, fsynced and renamed into
+``root/versions/<version>``; then a small ``CURRENT`` file naming it replaces
+the old one with ``os.replace``. A reader reads the pointer, then the folder,
+and never sees a half-written version. Old versions are kept for a while, so
+a reader that read the pointer a moment before a switch still finds its files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+POINTER = "CURRENT"
+KEEP_VERSIONS = 3
+
+
+class NotPublishedError(FileNotFoundError):
+    """Nothing was published under a root yet, or the pointer names a missing version."""
+
+
+def new_version() -> str:
+    """Sorts in publish order and never collides."""
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:8]}"
+
+
+def publish_version(
+    root: Path,
+    write: Callable[[Path, str], None],
+    *,
+    keep: int = KEEP_VERSIONS,
+    min_age_seconds: float = 300.0,
+) -> str:
+    """Call ``write(folder, version)`` into a staging folder, then switch the pointer to it."""
+    versions = root / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    version = new_version()
+    staging = versions / f".staging-{version}"
+    try:
+        write(staging, version)
+        fsync_tree(staging)
+        os.rename(staging, versions / version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    pointer_tmp = root / f".{POINTER}.{uuid.uuid4().hex[:8]}"
+    pointer_tmp.write_text(json.dumps({"version": version}), encoding="utf-8")
+    with open(pointer_tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(pointer_tmp, root / POINTER)
+    prune_versions(versions, keep=keep, current=version, min_age_seconds=min_age_seconds)
+    return version
+
+
+def fsync_tree(folder: Path) -> None:
+    for child in folder.rglob("*"):
+        if child.is_file():
+            with open(child, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def prune_versions(versions: Path, *, keep: int, current: str, min_age_seconds: float) -> None:
+    done = sorted(p for p in versions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    cutoff = time.time() - min_age_seconds
+    for old in done[:-keep] if keep > 0 else []:
+        if old.name != current and old.stat().st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def current_version(
+    root: Path, *, what: str, hint: str, error: type[Exception] = NotPublishedError
+) -> str:
+    """The version the pointer names; ``error`` (naming ``what`` and ``hint``) if none."""
+    pointer = root / POINTER
+    try:
+        data = json.loads(pointer.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{root}: no {what} published yet (no {POINTER} file); {hint}") from None
+    version = str(data.get("version") or "")
+    if not version or not (root / "versions" / version).is_dir():
+        raise error(f"{pointer}: names version {version!r}, which is missing")
+    return version
