@@ -21,6 +21,20 @@ relevant commits, so any exact-match method finds it) and the rest. Methods:
   and default weights are then compared on the *test* half (which got no clicks)
   and on the train-half queries where nothing was clicked.
 
+With ``--clicks-replay`` it evaluates the click memory (``search/clicks.py``)
+instead, on a replayed click log: in time order (merge order) every PR title is
+asked once, and later re-asked ``--reasks`` times as paraphrases (lower-cased,
+a word dropped, words reordered, "where did we ..." added, words swapped for
+synonyms from a small table) at random later points. The log's clicks come from
+the unlearned ranker with position bias: the first relevant commit in the top 10
+at rank r is clicked with probability 0.9 * 0.75**(r - 1), nothing beyond rank
+10. The log is then replayed: each search is ranked by the unlearned ranker and
+by the unlearned ranker plus the click memory learned from the clicks *before*
+it, and MRR@10 (against the true relevant commits, not the clicks) is reported
+separately for searches with at least one similar earlier clicked search and for
+those with none. Threshold and strength are chosen on the first half of the log
+(in time) and reported on the second half, and the defaults on the whole log.
+
 MRR@10 is the mean of 1/rank of the first relevant commit in the top 10 (0 if
 none); recall@10 is the share of a query's relevant commits found in the top 10.
 
@@ -38,6 +52,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the DuckDB (extraction, vectors) here to reuse across runs")  # fmt: skip
     parser.add_argument("--l2", type=float, default=0.3, help="pull of the learner toward defaults")
+    parser.add_argument("--clicks-replay", action="store_true",
+                        help="evaluate the click memory on a replayed, simulated click log")  # fmt: skip
+    parser.add_argument("--reasks", type=int, default=2, help="paraphrased re-asks per query")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -170,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     if not queries:
         print(f"{repo_path.name}: no 'Merge pull request #N' merges with relevant commits found")
         return 1
+    if args.clicks_replay:
+        return clicks_replay(index, embedder, queries, args.reasks, repo_path.name)
     qvecs = embedder.embed_many([q.title for q in queries])
     parsed = [parse_query(q.title) for q in queries]
     del tokenize
@@ -268,6 +288,139 @@ def main(argv: list[str] | None = None) -> int:
         f"{f} {DEFAULT_WEIGHTS[f]:g}->{learned.weights[f]:.2f}" for f in DEFAULT_WEIGHTS))  # fmt: skip
     sys.stdout.flush()
     tmp.cleanup()
+    return 0
+
+
+# --------------------------------------------------------------------------- click replay
+SYNONYMS = {
+    "fix": "repair", "fixes": "repairs", "fixed": "repaired", "add": "introduce",
+    "added": "introduced", "adds": "introduces", "remove": "drop", "removed": "dropped",
+    "removes": "drops", "update": "bump", "updated": "bumped", "updates": "bumps",
+    "support": "handle", "docs": "documentation", "documentation": "docs",
+    "error": "exception", "errors": "exceptions", "test": "tests", "tests": "test cases",
+    "use": "switch to", "allow": "permit", "change": "modify", "improve": "enhance",
+    "bug": "issue", "typo": "spelling mistake", "handle": "deal with", "check": "verify",
+}  # fmt: skip
+
+
+def paraphrase(title: str, rng: np.random.Generator) -> str:
+    """A re-ask of ``title``: lower-cased, then one or two random edits."""
+    words = title.lower().replace(":", " ").split()
+    edits = rng.choice(["drop", "reorder", "where", "synonym"], size=2, replace=False)
+    for edit in edits:
+        if edit == "drop" and len(words) > 3:
+            del words[int(rng.integers(len(words)))]
+        elif edit == "reorder" and len(words) > 2:
+            i = int(rng.integers(len(words) - 1))
+            words[i], words[i + 1] = words[i + 1], words[i]
+        elif edit == "where":
+            words = ["where", "did", "we", *words]
+        elif edit == "synonym":
+            spots = [i for i, w in enumerate(words) if w in SYNONYMS]
+            for i in spots[:2]:
+                words[i] = SYNONYMS[words[i]]
+    return " ".join(words)
+
+
+@dataclass
+class LogEvent:
+    time: float
+    query: int  # index into the PR queries
+    text: str
+    reask: bool
+
+
+def clicks_replay(index, embedder, queries: list[Query], reasks: int, name: str) -> int:  # type: ignore[no-untyped-def]  # fmt: skip
+    from symbiotic_assets.search.clicks import (
+        DEFAULT_STRENGTH,
+        DEFAULT_THRESHOLD,
+        ClickRecord,
+        learn_click_model,
+    )
+    from symbiotic_assets.search.text import parse_query
+
+    rng = np.random.default_rng(7)
+    n = len(queries)
+    log: list[LogEvent] = []
+    for i, q in enumerate(queries):
+        log.append(LogEvent(float(i), i, q.title, False))
+        for _ in range(reasks):
+            later = i + float(rng.exponential(n / 4)) + 0.5
+            log.append(LogEvent(later, i, paraphrase(q.title, rng), True))
+    log.sort(key=lambda e: (e.time, e.query))
+    t = time.perf_counter()
+    vecs = embedder.embed_many([e.text for e in log])
+    vec_of = {e.text: v for e, v in zip(log, vecs, strict=True)}
+    parsed = [parse_query(e.text) for e in log]
+    base = [[h.doc for h in index.rank(parsed[j], vecs[j], 10, clicks=False)]
+            for j in range(len(log))]  # fmt: skip
+    # The click log, recorded from the unlearned ranker with position bias.
+    records: list[ClickRecord | None] = []
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    for j, e in enumerate(log):
+        rel = queries[e.query].relevant
+        first = next((r for r, d in enumerate(base[j]) if d in rel), None)
+        if first is not None and rng.random() < 0.9 * 0.75**first:
+            shown = [index.hash_of(d) for d in base[j]]
+            records.append(ClickRecord(e.text, t0 + timedelta(hours=e.time), [shown[first]],
+                                       shown[:first]))  # fmt: skip
+        else:
+            records.append(None)
+    prep = time.perf_counter() - t
+
+    def replay(lo: int, hi: int, threshold: float, strength: float, measure_all: bool = True) -> list[tuple[int, float, float]]:  # fmt: skip
+        """(similar?, rr unlearned, rr learned) for log[lo:hi], learning from all clicks before."""
+        out = []
+        for j in range(lo, hi):
+            past = [r for r in records[:j] if r is not None]
+            model = learn_click_model(past, lambda qs: np.stack([vec_of[q] for q in qs]),
+                                      threshold=threshold, strength=strength)  # fmt: skip
+            similar = len(model.similar(vecs[j])[0]) > 0
+            rel = queries[log[j].query].relevant
+            rr0 = mrr_recall(base[j], rel)[0]
+            if similar or measure_all:
+                learned = [h.doc for h in index.rank(parsed[j], vecs[j], 10, clicks=model)]
+                rr1 = mrr_recall(learned, rel)[0]
+            else:
+                rr1 = rr0  # tuning only: without a similar past query nothing changes (tested)
+            out.append((int(similar), rr0, rr1))
+        return out
+
+    def rows_of(label: str, res: list[tuple[int, float, float]]) -> list[tuple[str, ...]]:
+        rows = []
+        for gname, g in (("with a similar earlier click", 1), ("no similar earlier click", 0)):
+            sel = [r for r in res if r[0] == g]
+            if sel:
+                mrr0 = np.mean([r[1] for r in sel])
+                mrr1 = np.mean([r[2] for r in sel])
+                rows.append((label, gname, str(len(sel)), f"{mrr0:.3f}", f"{mrr1:.3f}"))
+        mrr0 = np.mean([r[1] for r in res])
+        mrr1 = np.mean([r[2] for r in res])
+        rows.append((label, "all", str(len(res)), f"{mrr0:.3f}", f"{mrr1:.3f}"))
+        return rows
+
+    t = time.perf_counter()
+    half = len(log) // 2
+    grid = [(th, st) for th in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85) for st in (1.0, 2.0, 3.0, 4.0)]
+    tuned = []
+    for th, st in grid:
+        res = replay(0, half, th, st, measure_all=False)
+        tuned.append((np.mean([r[2] for r in res]), -th, -st))
+    best = max(tuned)
+    th_best, st_best = -best[1], -best[2]
+    second = replay(half, len(log), th_best, st_best)
+    whole = replay(0, len(log), DEFAULT_THRESHOLD, DEFAULT_STRENGTH)
+    replay_s = time.perf_counter() - t
+    n_clicks = sum(r is not None for r in records)
+    print(f"# {name}: click replay over {len(log)} searches ({n} PR titles + {n * reasks} "
+          f"paraphrased re-asks), {n_clicks} clicked; prep {prep:.1f}s, replay {replay_s:.1f}s")  # fmt: skip
+    print(f"tuned on the first {half} searches: threshold {th_best}, strength {st_best}\n")
+    rows = rows_of(f"second half, tuned ({th_best}, {st_best})", second)
+    rows += rows_of(f"whole log, defaults ({DEFAULT_THRESHOLD}, {DEFAULT_STRENGTH})", whole)
+    print(_table(rows, ("replay", "searches", "n", "MRR@10 unlearned", "MRR@10 learned")))
+    examples = [(log[j].text, queries[log[j].query].title) for j in range(len(log)) if log[j].reask]
+    print("\nexample re-asks: " + "; ".join(f"{a!r} (of {b!r})" for a, b in examples[:3]))
+    sys.stdout.flush()
     return 0
 
 

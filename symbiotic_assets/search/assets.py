@@ -3,7 +3,8 @@
 ``search/commit_embeddings`` (per repository partition) embeds only commits
 without a vector for the current model. ``search/ranker_weights`` learns from the
 searches and clicks in the memory store, scoring them against the index that was
-published when they happened (the one people saw). ``search/serving_index``
+published when they happened (the one people saw), and also keeps the click
+memory (per similar-query boosts of clicked commits, ``search/clicks.py``). ``search/serving_index``
 reads vectors, metadata and the latest weights from the warehouse and publishes
 them as files; readers use only those files.
 """
@@ -87,7 +88,9 @@ def commit_embeddings(
     group_name=GROUP,
     pool=WAREHOUSE_POOL,
     description="Ranking weights learned from recorded searches and clicks (pairwise logistic "
-    "regression pulled toward the default weights); the default weights when nobody clicked yet.",
+    "regression pulled toward the default weights; the default weights when nobody clicked yet) "
+    "and the click memory: clicked and skipped commits per past query, boosting the clicked "
+    "commits for new queries similar to it.",
 )
 def ranker_weights(
     context: dg.AssetExecutionContext,
@@ -95,6 +98,7 @@ def ranker_weights(
     search_embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     from symbiotic_assets.memory.store import list_events
+    from symbiotic_assets.search.clicks import learn_click_model, records_from_logged
     from symbiotic_assets.search.commit_embeddings import ensure_search_schema
     from symbiotic_assets.search.index import IndexNotPublishedError, load_published
     from symbiotic_assets.search.ranker import (
@@ -119,9 +123,17 @@ def ranker_weights(
             examples = features_for_logged(index, logged, lambda qs: embedder.embed_many(qs))
             weights = learn_weights(examples)
             note = f"learned from {len(examples)} searches with clicks"
+    # The embedder is only loaded when there is a clicked query to embed.
+    click_model = learn_click_model(
+        records_from_logged(logged), lambda qs: search_embedder.get_embedder().embed_many(qs)
+    )
     context.log.info(f"ranker weights: {note}; {len(searches)} searches, {len(clicks)} clicks")
     with warehouse.connect() as con:
         ensure_search_schema(con)
+        con.execute(
+            "INSERT INTO search.click_model VALUES (now()::TIMESTAMP, ?, ?)",
+            [click_model.to_json(), click_model.size],
+        )
         con.execute(
             "INSERT INTO search.ranker_weights VALUES (now()::TIMESTAMP, ?, ?, ?, ?, ?)",
             [
@@ -142,6 +154,8 @@ def ranker_weights(
             "clicks": len(clicks),
             "stats": dg.MetadataValue.json(weights.stats),
             "weights": dg.MetadataValue.md(table),
+            "click_memory_queries": click_model.size,
+            "click_memory_commits": len(set(click_model.entry_hash)),
         }
     )
 
@@ -152,7 +166,7 @@ def ranker_weights(
     group_name=GROUP,
     pool=WAREHOUSE_POOL,
     description="The published search index (vectors .npy, BM25, commit metadata, ranker "
-    "weights) under $SYMBIOTIC_HOME/published/search, swapped in atomically.",
+    "weights, click memory) under $SYMBIOTIC_HOME/published/search, swapped in atomically.",
 )
 def serving_index(
     context: dg.AssetExecutionContext,
@@ -160,6 +174,7 @@ def serving_index(
     search_embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     from symbiotic_assets.memory.embedder import IssueEmbedder
+    from symbiotic_assets.search.clicks import ClickModel
     from symbiotic_assets.search.commit_embeddings import ensure_search_schema, load_corpus
     from symbiotic_assets.search.index import SearchIndex, publish
     from symbiotic_assets.search.ranker import RankerWeights
@@ -179,8 +194,12 @@ def serving_index(
         row = con.execute(
             "SELECT weights_json FROM search.ranker_weights ORDER BY trained_at DESC LIMIT 1"
         ).fetchone()
+        click_row = con.execute(
+            "SELECT model_json FROM search.click_model ORDER BY trained_at DESC LIMIT 1"
+        ).fetchone()
     weights = RankerWeights.from_json(row[0]) if row else RankerWeights()
-    index = SearchIndex.build(corpus, key, weights=weights)
+    clicks = ClickModel.from_json(click_row[0]) if click_row else None
+    index = SearchIndex.build(corpus, key, weights=weights, clicks=clicks)
     root = search_root()
     version = publish(index, root)
     by_repo: dict[str, int] = {}
@@ -194,6 +213,7 @@ def serving_index(
             "repositories": dg.MetadataValue.json(by_repo),
             "model": key,
             "ranker": weights.source,
+            "click_memory_queries": clicks.size if clicks else 0,
             "ann": json.dumps({"lists": len(index.ivf.centroids), "nprobe": index.ivf.nprobe})
             if index.ivf
             else "exact",

@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS search.ranker_weights (
     clicks INTEGER,
     pairs INTEGER
 );
+CREATE TABLE IF NOT EXISTS search.click_model (
+    trained_at TIMESTAMP NOT NULL,
+    model_json VARCHAR NOT NULL,           -- ClickModel.to_json()
+    queries INTEGER                        -- remembered searches with a click
+);
 """
 
 # Paths of one commit, sorted, as a list; merges have none (their diff is not theirs).

@@ -197,6 +197,7 @@ class LoggedSearch:
     query: str
     shown: list[str]  # hashes in rank order
     clicked: set[str]
+    timestamp: datetime | None = None  # when the search was made
 
 
 def join_clicks(searches: Sequence[Any], clicks: Sequence[Any]) -> list[LoggedSearch]:
@@ -232,7 +233,12 @@ def join_clicks(searches: Sequence[Any], clicks: Sequence[Any]) -> list[LoggedSe
         )
         clicked[target].add(full)
     return [
-        LoggedSearch(query=s.query, shown=list(s.results_shown), clicked=clicked[i])
+        LoggedSearch(
+            query=s.query,
+            shown=list(s.results_shown),
+            clicked=clicked[i],
+            timestamp=getattr(s, "timestamp", None),
+        )
         for i, s in enumerate(ordered)
     ]
 

@@ -237,6 +237,44 @@ def test_clicks_are_recorded_learned_published_and_used(published):
     assert "learned ranker" in hits[0].why
 
 
+def test_click_memory_lifts_a_paraphrase_and_leaves_unrelated_queries_alone(published):
+    from symbiotic_assets.search.api import embedder_for, record_click, record_search
+    from symbiotic_assets.search.index import load_published
+    from symbiotic_assets.search.text import parse_query
+
+    asked = "make the settings page look nicer"
+    paraphrase = "where did we make the settings page look nicer"
+    unrelated = "fix a spelling mistake in the readme"
+    before = [h.hash for h in top(paraphrase)]
+    target = before[2]  # people keep picking the third result
+    for _ in range(5):
+        hits = top(asked)
+        sid = record_search(asked, hits)
+        pick = next(h for h in hits if h.hash == target)
+        record_click(asked, pick.hash, pick.rank, search_id=sid)
+    result = (
+        published["defs"]
+        .resolve_job_def("search_publish")
+        .execute_in_process(instance=published["instance"])
+    )
+    assert result.success
+    assert materialization(result, ["search", "serving_index"])["click_memory_queries"] >= 5
+    after = top(paraphrase)
+    rank_after = next(h.rank for h in after if h.hash == target)
+    assert rank_after < 3
+    assert "clicked for similar queries (5)" in next(h.why for h in after if h.hash == target)
+    # An unrelated query gets exactly the ranking of the same index without the click memory.
+    index = load_published(published["home"] / "published" / "search")
+    vec = embedder_for(index.model_id).embed_one(unrelated)
+    assert index.clicks is not None and index.clicks.boosts(vec) == {}
+    mask = index.filter_mask(include_merges=False)
+    plain = index.rank(parse_query(unrelated), vec, k=10, mask=mask, clicks=False)
+    got = top(unrelated)
+    assert [h.hash for h in got] == [index.hash_of(h.doc) for h in plain]
+    assert [h.score for h in got] == [round(h.score, 4) for h in plain]
+    assert not any("clicked for similar" in h.why for h in got)
+
+
 def test_cli_json_and_table(published):
     import typer
     from typer.testing import CliRunner
