@@ -89,7 +89,9 @@ class BM25Index:
 
     def score(self, terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(document ids with a non-zero score, their BM25 scores); unsorted."""
-        ids = self.term_ids(terms)
+        return self._score_postings(self.term_ids(terms))
+
+    def _score_postings(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         if not ids:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         indptr, indices, data = self.weights.indptr, self.weights.indices, self.weights.data
@@ -113,10 +115,47 @@ class BM25Index:
         out[docs] = scores
         return out
 
+    def score_docs(
+        self, doc_ids: np.ndarray, terms: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 of the given documents and which query terms each holds, by binary search.
+
+        Returns (scores float32 (len(doc_ids),), matched bool (len(doc_ids), len(terms))).
+        Costs ``len(doc_ids) * log(postings)`` per term instead of a pass over the postings.
+        """
+        return self._score_columns(doc_ids, [self.vocabulary.get(t) for t in terms])
+
+    def _score_columns(
+        self, doc_ids: np.ndarray, cols: Sequence[int | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        doc_ids = np.asarray(doc_ids, dtype=np.int64)
+        scores = np.zeros(len(doc_ids), dtype=np.float64)
+        matched = np.zeros((len(doc_ids), len(cols)), dtype=bool)
+        if len(doc_ids) == 0:
+            return scores.astype(np.float32), matched
+        indptr, indices, data = self.weights.indptr, self.weights.indices, self.weights.data
+        seen: set[int] = set()
+        for j, col in enumerate(cols):
+            if col is None:
+                continue
+            start, end = int(indptr[col]), int(indptr[col + 1])
+            if end == start:
+                continue
+            rows = indices[start:end]  # sorted
+            where = np.minimum(np.searchsorted(rows, doc_ids), len(rows) - 1)
+            found = rows[where] == doc_ids
+            matched[:, j] = found
+            if col not in seen:  # a repeated query term counts once, as in ``score``
+                seen.add(col)
+                scores[found] += data[start:end][where[found]] * self.idf[col]
+        return scores.astype(np.float32), matched
+
     def top(
         self, terms: Sequence[str], n: int, mask: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Best ``n`` documents (ids, scores), best first; ``mask`` keeps only allowed documents."""
+        if n <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         docs, scores = self.score(terms)
         if mask is not None and len(docs):
             keep = mask[docs]
