@@ -11,6 +11,7 @@ Run: ``python -m benchmarks.bench_embedding``.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -30,9 +31,12 @@ def measure(
         times.append(time.perf_counter() - t)
     bulk = [f"{t} ~{embedder.model_id}" for t in texts]
     t = time.perf_counter()
+    c = time.process_time()
     embedder.embed_many(bulk, batch_size=batch)
     elapsed = time.perf_counter() - t
+    cpu = time.process_time() - c
     return {
+        "cpu_ms_per_text": cpu * 1000 / len(bulk),
         "p50_ms": float(np.percentile(times, 50) * 1000),
         "p95_ms": float(np.percentile(times, 95) * 1000),
         "texts_per_s": len(bulk) / elapsed,
@@ -61,15 +65,16 @@ def main(argv: list[str] | None = None) -> None:
         rows[name]["agree_mean"] = float(cos.mean())
         rows[name]["agree_min"] = float(cos.min())
     base = rows["torch"]
+    print(f"load average {os.getloadavg()[0]:.2f} (1 min); cpu ms/text counts all threads")
     print(
         f"{'backend':<10} {'p50 ms':>8} {'p95 ms':>8} {'texts/s':>9} {'x p50':>7} {'x batch':>8} "
-        f"{'cos mean':>9} {'cos min':>8}"
+        f"{'cos mean':>9} {'cos min':>8} {'cpu ms/text':>11}"
     )
     for name, r in rows.items():
         print(
             f"{name:<10} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['texts_per_s']:>9.0f} "
             f"{base['p50_ms'] / r['p50_ms']:>7.2f} {r['texts_per_s'] / base['texts_per_s']:>8.2f} "
-            f"{r['agree_mean']:>9.4f} {r['agree_min']:>8.4f}"
+            f"{r['agree_mean']:>9.4f} {r['agree_min']:>8.4f} {r['cpu_ms_per_text']:>11.2f}"
         )
 
 
