@@ -128,9 +128,6 @@ class _OnnxParts:
     session: Any
     tokenizer: Any
     input_names: tuple[str, ...]
-    path: str = ""
-    #: single-threaded session for batch work; ``num_threads`` batches run on it at once
-    batch_session: Any = None
 
 
 class IssueEmbedder:
@@ -277,24 +274,10 @@ class IssueEmbedder:
     def _encode_batched(self, texts: list[str], batch_size: int) -> np.ndarray:
         # Sorting by length keeps padding (wasted compute) small within each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        batches = [
-            [texts[i] for i in order[start : start + batch_size]]
-            for start in range(0, len(order), batch_size)
-        ]
-        if self.backend == "onnx" and self.num_threads > 1 and len(batches) > 1:
-            # Batch throughput: whole batches in parallel on single-threaded runs
-            # (about 1.5x the texts/s of one run split over the cores, which spends
-            # time synchronising threads inside every small operator). Query-time
-            # single texts keep the multi-threaded session for latency.
-            from concurrent.futures import ThreadPoolExecutor
-
-            session = self._batch_session()
-            self.model_calls += len(texts)
-            workers = min(self.num_threads, len(batches))
-            with ThreadPoolExecutor(workers, thread_name_prefix="embed") as pool:
-                chunks = list(pool.map(lambda b: self._encode_onnx(b, session), batches))
-        else:
-            chunks = [self._encode(b) for b in batches]
+        chunks: list[np.ndarray] = []
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            chunks.append(self._encode([texts[i] for i in idx]))
         stacked = np.concatenate(chunks)
         out = np.empty_like(stacked)
         out[np.asarray(order)] = stacked
@@ -331,7 +314,7 @@ class IssueEmbedder:
         )
         return _normalize_rows(np.atleast_2d(vecs))
 
-    def _encode_onnx(self, texts: list[str], session: Any = None) -> np.ndarray:
+    def _encode_onnx(self, texts: list[str]) -> np.ndarray:
         parts = self._load_onnx()
         encodings = parts.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
@@ -339,19 +322,10 @@ class IssueEmbedder:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in parts.input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = (session or parts.session).run(None, feeds)[0]
-        # mean pooling over real tokens, in float32 throughout
+        hidden = parts.session.run(None, feeds)[0]
         weights = mask[..., None].astype(np.float32)
-        pooled = np.einsum("bsd,bs->bd", hidden, weights[..., 0], dtype=np.float32)
-        pooled /= np.maximum(weights.sum(axis=1), 1e-9)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return _normalize_rows(pooled)
-
-    def _batch_session(self) -> Any:
-        parts = self._load_onnx()
-        with self._lock:
-            if parts.batch_session is None:
-                parts.batch_session = _onnx_session(parts.path, 1)
-            return parts.batch_session
 
     def _export_dir(self) -> Path:
         resolved = resolve_model(self.model_name)
@@ -383,16 +357,19 @@ class IssueEmbedder:
                 path = folder / "model-int8.onnx"
                 if not path.is_file():
                     _quantize(fp32, path)
+            import onnxruntime as ort
             from tokenizers import Tokenizer
 
-            session = _onnx_session(str(path), self.num_threads)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.num_threads
+            options.inter_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             tokenizer = Tokenizer.from_file(str(tok_file))
             tokenizer.enable_truncation(max_length=self.max_seq_length)
             tokenizer.enable_padding(pad_id=_pad_id(tokenizer), pad_token=_pad_token(tokenizer))
             names = tuple(i.name for i in session.get_inputs())
-            self._onnx = _OnnxParts(
-                session=session, tokenizer=tokenizer, input_names=names, path=str(path)
-            )
+            self._onnx = _OnnxParts(session=session, tokenizer=tokenizer, input_names=names)
             return self._onnx
 
     def _export_onnx(self, folder: Path) -> None:
@@ -478,17 +455,6 @@ class IssueEmbedder:
         (folder / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         os.replace(tmp_tok, folder / "tokenizer.json")
         os.replace(tmp_model, folder / "model.onnx")
-
-
-def _onnx_session(path: str, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 def _legacy_pooling_mode(pooling: Any) -> str:
