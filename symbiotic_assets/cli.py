@@ -60,10 +60,10 @@ _PARTITIONED_JOBS: list[tuple[str, str]] = [
     ("search_embed", "commit embeddings"),
 ]
 _GLOBAL_JOBS: list[tuple[str, str]] = [
-    ("memory_load", "memory store -> warehouse"),
-    ("memory_learn", "fix-attempt embeddings, strategy learning, recommender"),
-    ("search_publish", "search ranker + serving index"),
-    ("analytics_refresh", "analytics (dbt marts) + publish"),
+    ("memory_load", "memory load"),
+    ("memory_learn", "recommender learn"),
+    ("search_publish", "search publish"),
+    ("analytics_refresh", "dbt marts + publish"),
 ]
 
 
