@@ -100,64 +100,15 @@ def split_message(message: str) -> tuple[str, str]:
     return subject, rest.strip("\n")
 
 
-def _parse_numstat(tail: bytes) -> list[FileChange]:
-    tokens = tail.split(b"\0")
-    files: list[FileChange] = []
-    i = 0
-    n = len(tokens)
-    while i < n:
-        tok = tokens[i].lstrip(b"\n")
-        i += 1
-        if not tok:
-            continue
-        parts = tok.split(b"\t", 2)
-        if len(parts) != 3:
-            raise ValueError(f"unexpected numstat entry {tok[:200]!r}")
-        ins_b, del_b, path_b = parts
-        old_path: str | None = None
-        if not path_b:  # rename or copy: old and new path follow as their own tokens
-            old_path = decode(tokens[i])
-            path_b = tokens[i + 1]
-            i += 2
-        binary = ins_b == b"-"
-        files.append(
-            FileChange(
-                path=decode(path_b),
-                old_path=old_path,
-                is_binary=binary,
-                insertions=None if binary else int(ins_b),
-                deletions=None if binary else int(del_b),
-            )
-        )
-    return files
-
-
 def parse_record(record: bytes) -> Commit:
-    """One commit's bytes (without the leading ``\\x1e``)."""
-    head, sep, tail = record.partition(b"\x1d")
-    if not sep:
-        raise ValueError(f"commit record without message terminator: {record[:120]!r}")
-    fields = head.split(b"\x1f", 8)
-    if len(fields) != 9:
-        raise ValueError(f"commit record with {len(fields)} fields, expected 9: {record[:120]!r}")
-    a_epoch, a_off = parse_raw_date(fields[4].decode("ascii"))
-    c_epoch, c_off = parse_raw_date(fields[7].decode("ascii"))
-    subject, body = split_message(decode(fields[8]))
-    return Commit(
-        hash=fields[0].decode("ascii"),
-        parents=fields[1].decode("ascii").split(),
-        author_name=decode(fields[2]),
-        author_email=decode(fields[3]),
-        authored_epoch=a_epoch,
-        author_offset=a_off,
-        committer_name=decode(fields[5]),
-        committer_email=decode(fields[6]),
-        committed_epoch=c_epoch,
-        committer_offset=c_off,
-        subject=subject,
-        body=body,
-        files=_parse_numstat(tail),
-    )
+    """One commit's bytes (without the leading ``\\x1e``) as an object.
+
+    The same column parser the extraction streams through, read back, so a
+    test of this function is a test of production parsing.
+    """
+    batch = ColumnBatch()
+    batch.add(record)
+    return next(batch.as_commits())
 
 
 def iter_records(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -197,8 +148,8 @@ def iter_records(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def parse_log_stream(chunks: Iterable[bytes]) -> Iterator[Commit]:
-    for record in iter_records(chunks):
-        yield parse_record(record)
+    for batch in iter_batches(chunks, 1_000):
+        yield from batch.as_commits()
 
 
 class ColumnBatch:
@@ -206,8 +157,8 @@ class ColumnBatch:
 
     The streaming path builds no per-commit objects: one UTF-8 decode per record
     (Latin-1 per field only when that fails), one pass over the numstat entries,
-    and bot detection cached per identity. ``parse_record`` is the readable
-    reference; a test keeps the two in agreement.
+    and bot detection cached per identity. ``as_commits()`` reads a batch back as
+    objects, for tests and callers that want them.
     """
 
     COMMIT_COLUMNS = (
@@ -226,6 +177,37 @@ class ColumnBatch:
 
     def __len__(self) -> int:
         return len(self.commits["hash"])
+
+    def as_commits(self) -> Iterator[Commit]:
+        c, f = self.commits, self.files
+        start = 0
+        for i, h in enumerate(c["hash"]):
+            end = start + c["files_changed"][i]
+            yield Commit(
+                hash=h,
+                parents=c["parents"][i].split(),
+                author_name=c["author_name"][i],
+                author_email=c["author_email"][i],
+                authored_epoch=c["authored_epoch"][i],
+                author_offset=c["author_offset"][i],
+                committer_name=c["committer_name"][i],
+                committer_email=c["committer_email"][i],
+                committed_epoch=c["committed_epoch"][i],
+                committer_offset=c["committer_offset"][i],
+                subject=c["subject"][i],
+                body=c["body"][i],
+                files=[
+                    FileChange(
+                        f["path"][j],
+                        f["old_path"][j],
+                        f["is_binary"][j],
+                        f["insertions"][j],
+                        f["deletions"][j],
+                    )
+                    for j in range(start, end)
+                ],  # fmt: skip
+            )
+            start = end
 
     def add(self, record: bytes) -> None:
         head, sep, tail = record.partition(b"\x1d")
