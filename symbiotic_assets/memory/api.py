@@ -15,7 +15,6 @@ published warehouse snapshot.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ from symbiotic_assets.memory.store import (
     record_feedback,
     record_fix_attempt,
 )
+from symbiotic_assets.serving.versioned import PublishedCache
 
 if TYPE_CHECKING:  # pragma: no cover
     from symbiotic_assets.memory.embedder import IssueEmbedder
@@ -45,8 +45,7 @@ __all__ = [
     "recommend_strategy",
 ]
 
-_lock = threading.Lock()
-_loaded: dict[Path, PublishedRecommender] = {}
+_recommenders: PublishedCache[PublishedRecommender] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,18 +96,12 @@ def default_recommender_root() -> Path:
 
 def open_recommender(root: Path | None = None) -> PublishedRecommender:
     """The published recommender, cached per process, reloaded when the pointer changes."""
-    from symbiotic_assets.memory.serving import current_version, load_published
+    global _recommenders
+    if _recommenders is None:  # built on first use: the serving module is not imported eagerly
+        from symbiotic_assets.memory.serving import current_version, load_published
 
-    root = (root or default_recommender_root()).resolve()
-    version = current_version(root)
-    with _lock:
-        cached = _loaded.get(root)
-        if cached is not None and cached.version == version:
-            return cached
-    loaded = load_published(root)
-    with _lock:
-        _loaded[root] = loaded
-    return loaded
+        _recommenders = PublishedCache(current_version, load_published)
+    return _recommenders.get(root or default_recommender_root())
 
 
 def _embedder_for(model_id: str) -> IssueEmbedder:

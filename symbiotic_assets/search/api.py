@@ -13,7 +13,6 @@ the ``search/ranker_weights`` asset learns from them.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -23,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from symbiotic_assets.search.index import SearchIndex, current_version, load_published
 from symbiotic_assets.search.text import parse_query
+from symbiotic_assets.serving.versioned import PublishedCache
 
 if TYPE_CHECKING:  # pragma: no cover
     from symbiotic_assets.memory.embedder import IssueEmbedder
     from symbiotic_assets.memory.store import StoreLike
     from symbiotic_assets.search.index import Hit
 
-_lock = threading.Lock()
-_indexes: dict[Path, SearchIndex] = {}
+_indexes: PublishedCache[SearchIndex] = PublishedCache(current_version, load_published)
 
 
 @dataclass(frozen=True)
@@ -60,16 +59,7 @@ def default_index_root() -> Path:
 
 def open_index(root: Path | None = None) -> SearchIndex:
     """The published index (cached per process; reloaded when a new version is published)."""
-    root = (root or default_index_root()).resolve()
-    version = current_version(root)
-    with _lock:
-        cached = _indexes.get(root)
-        if cached is not None and cached.version == version:
-            return cached
-    index = load_published(root)
-    with _lock:
-        _indexes[root] = index
-    return index
+    return _indexes.get(root or default_index_root())
 
 
 def embedder_for(model_id: str) -> IssueEmbedder:

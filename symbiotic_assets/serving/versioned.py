@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 POINTER = "CURRENT"
 KEEP_VERSIONS = 3
@@ -88,3 +90,40 @@ def current_version(
     if not version or not (root / "versions" / version).is_dir():
         raise error(f"{pointer}: names version {version!r}, which is missing")
     return version
+
+
+class _Versioned(Protocol):
+    version: str
+
+
+T = TypeVar("T", bound=_Versioned)
+
+
+class PublishedCache(Generic[T]):
+    """Loaded published versions, one per root, kept per process.
+
+    Loading a version is costly (matrices, metadata); reading the pointer is
+    not. ``get`` reloads only when the pointer names a different version.
+    """
+
+    def __init__(self, current_version: Callable[[Path], str], load: Callable[[Path], T]):
+        self._current_version = current_version
+        self._load = load
+        self._lock = threading.Lock()
+        self._loaded: dict[Path, T] = {}
+
+    def get(self, root: Path) -> T:
+        root = root.resolve()
+        version = self._current_version(root)
+        with self._lock:
+            cached = self._loaded.get(root)
+        if cached is not None and cached.version == version:
+            return cached
+        loaded = self._load(root)
+        with self._lock:
+            self._loaded[root] = loaded
+        return loaded
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded.clear()
