@@ -343,7 +343,9 @@ def refresh_repository(
     shallow = repo.is_shallow()
     reflog_files = repo.reflog_files()
     default_branch = choose_default_branch(refs, spec.default_branch, head_ref)
-    fp = fingerprint(repo, refs, head_ref, head_hash, repo.reflog_signature(), default_branch)
+    fp = fingerprint(
+        repo, refs, head_ref, head_hash, repo.reflog_signature(reflog_files), default_branch
+    )
     tips = history_tips(refs, head_hash)
     result = RefreshResult(
         repository=spec.name,

@@ -308,10 +308,13 @@ class GitRepository:
                     files.append((f.relative_to(logs).as_posix(), f))
         return files
 
-    def reflog_signature(self) -> str:
-        """Changes whenever any reflog file changes (size and mtime)."""
+    def reflog_signature(self, files: Sequence[tuple[str, Path]] | None = None) -> str:
+        """Changes whenever any reflog file changes (size and mtime).
+
+        ``files`` is the list ``reflog_files()`` returned, when the caller has it already.
+        """
         h = hashlib.sha1()
-        for ref_name, f in self.reflog_files():
+        for ref_name, f in self.reflog_files() if files is None else files:
             st = f.stat()
             h.update(f"{ref_name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return h.hexdigest()
