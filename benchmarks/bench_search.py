@@ -46,7 +46,7 @@ DETAILS = ["when the server closes the connection early", "for large payloads",
            "after the last refactor", "in the nightly job", "as reported by users"]  # fmt: skip
 
 
-MODEL_ID = "all-MiniLM-L6-v2@onnx-int8|commit-text-v1"
+MODEL_ID = "all-MiniLM-L6-v2@onnx-int8-fused|commit-text-v1"
 
 
 def commit_row(rng: np.random.Generator, topic: int) -> tuple[str, str, list[str]]:

@@ -21,6 +21,7 @@ class EmbedderResource(dg.ConfigurableResource):
     model_name: str = DEFAULT_MODEL
     backend: Literal["torch", "onnx"] = "onnx"
     quantize: bool = True
+    fuse_attention: bool = True
     cache_dir: str | None = None
     cache_size: int = 50_000
     batch_size: int = 32
@@ -34,6 +35,7 @@ class EmbedderResource(dg.ConfigurableResource):
                 model_name=self.model_name,
                 backend=self.backend,
                 quantize=self.quantize,
+                fuse_attention=self.fuse_attention,
                 cache_dir=self.cache_dir,
                 cache_size=self.cache_size,
             )

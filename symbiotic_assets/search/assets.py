@@ -173,18 +173,13 @@ def serving_index(
     warehouse: WarehouseResource,
     search_embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
-    from symbiotic_assets.memory.embedder import IssueEmbedder
     from symbiotic_assets.search.clicks import ClickModel
     from symbiotic_assets.search.commit_embeddings import ensure_search_schema, load_corpus
     from symbiotic_assets.search.index import SearchIndex, publish
     from symbiotic_assets.search.ranker import RankerWeights
 
-    # The model key only names the vectors; building it does not load the model.
-    probe = IssueEmbedder(
-        model_name=search_embedder.model_name,
-        backend=search_embedder.backend,
-        quantize=search_embedder.quantize,
-    )
+    # The model key only names the vectors; the embedder loads its model lazily.
+    probe = search_embedder.get_embedder()
     from symbiotic_assets.search.commit_embeddings import model_key
 
     key = model_key(probe)

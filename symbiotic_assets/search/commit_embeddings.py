@@ -2,7 +2,7 @@
 
 ``search.commit_embeddings`` holds one unit vector per (repository, commit, model key),
 where the model key is the embedder's ``model_id`` plus the commit-text version
-(``all-MiniLM-L6-v2@onnx-int8|commit-text-v1``): changing either re-embeds
+(``all-MiniLM-L6-v2@onnx-int8-fused|commit-text-v1``): changing either re-embeds
 everything, changing neither embeds only commits without a row. Vectors are also
 cached by content hash in ``search.embedding_cache`` (the embedder's
 ``VectorCacheTable``), so a commit whose text is identical to one seen before

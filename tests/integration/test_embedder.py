@@ -203,3 +203,32 @@ def test_bad_inputs_are_named() -> None:
         IssueEmbedder(backend="tf")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"texts\[1\]"):
         IssueEmbedder().embed_many(["ok", 3])  # type: ignore[list-item]
+
+
+def test_batches_padded_per_batch_match_one_at_a_time(model_cache: Path) -> None:
+    # Texts of very different token counts, batched together: each batch is padded
+    # to its own longest text and the rows come back in input order.
+    texts = [REALISTIC[0], "x", REALISTIC[4] + " " + REALISTIC[8], REALISTIC[2], "short text"]
+    fp32 = IssueEmbedder(backend="onnx", quantize=False, cache_dir=model_cache, cache_size=0)
+    singles = np.stack([fp32.embed_one(t) for t in texts])
+    for batch_size in (1, 2, 5):
+        batched = fp32.embed_many(texts, batch_size=batch_size)
+        assert np.allclose(batched, singles, atol=2e-5), batch_size
+    # int8 quantizes activations with one scale per batch, so the company a text
+    # keeps moves its vector a little (most for a 3-token text among long ones)
+    int8 = IssueEmbedder(backend="onnx", cache_dir=model_cache, cache_size=0)
+    assert int8.model_id.endswith("@onnx-int8-fused")
+    singles = np.stack([int8.embed_one(t) for t in texts])
+    batched = int8.embed_many(texts, batch_size=5)
+    assert (batched * singles).sum(axis=1).min() >= 0.97
+    assert (batched * fp32.embed_many(texts)).sum(axis=1).min() >= 0.97
+
+
+def test_embedder_for_model_id_rebuilds_each_variant() -> None:
+    from symbiotic_assets.memory.embedder import embedder_for_model_id
+
+    for variant in ("torch", "onnx", "onnx-int8", "onnx-int8-fused"):
+        emb = embedder_for_model_id(f"all-MiniLM-L6-v2@{variant}|commit-text-v1")
+        assert emb.model_id == f"all-MiniLM-L6-v2@{variant}"
+    with pytest.raises(ValueError, match="unknown variant 'onnx-int4'"):
+        embedder_for_model_id("all-MiniLM-L6-v2@onnx-int4")
