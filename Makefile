@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(SYMBIOTIC_HOME)/dagster
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install run test test-fast dev bench lint clean dbt-manifest dashboards browser
+.PHONY: install run test test-fast dev bench bench-git bench-embedding bench-recommend bench-search eval eval-search lint clean dbt-manifest dashboards browser
 
 # torch first, pinned to the CPU build: an unpinned torch pulled by sentence-transformers
 # would bring a multi-GB CUDA build (see DEVELOPERS.md).
@@ -52,10 +52,34 @@ dev: install dbt-manifest
 	test -f $(DAGSTER_HOME)/dagster.yaml || $(BIN)/python -c "from symbiotic_assets.cli import prepare_dagster_home; prepare_dagster_home()"
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-## bench: extraction throughput vs plain git log, conflict detection, no-op refresh
-bench: install
+## bench: every speed benchmark; each prints ratios against a baseline measured in the same run
+bench: bench-git bench-embedding bench-recommend bench-search
+
+## bench-git: extraction throughput vs plain git log, conflict detection, no-op refresh
+bench-git: install
 	mkdir -p $(SYMBIOTIC_HOME)/bench
 	$(BIN)/python -m benchmarks.bench_git --commits 50000 --repeat 3 --json $(SYMBIOTIC_HOME)/bench/git.json
+
+## bench-embedding: single-issue p50/p95 and batch texts/s, ONNX variants vs sentence-transformers
+bench-embedding: install
+	$(BIN)/python -m benchmarks.bench_embedding
+
+## bench-recommend: recommend_strategy p95 at 100k and 1M attempts, IVF vs exact, recall@10
+bench-recommend: install
+	$(BIN)/python -m benchmarks.bench_recommend --sizes 100000 1000000
+
+## bench-search: semantic_search p95 at 100k and 1M commits, ANN vs exact, recall@10
+bench-search: install
+	$(BIN)/python -m benchmarks.bench_search --sizes 100000 1000000
+
+## eval: offline replay of a generated fix history; fails unless ours beats both baselines
+eval: install
+	$(BIN)/python -m benchmarks.replay_eval --n 6000 --seed 21 --strict
+
+## eval-search: retrieval quality on a real clone with GitHub PR merges: make eval-search REPO=path
+eval-search: install
+	@test -n "$(REPO)" || { echo "usage: make eval-search REPO=path/to/a/clone (PR-merge history)"; exit 2; }
+	$(BIN)/python -m benchmarks.search_eval "$(REPO)" --clicks-replay
 
 lint: install
 	$(BIN)/ruff check symbiotic_assets tests benchmarks grafana

@@ -231,6 +231,11 @@ def main(
     parser.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     parser.add_argument("--half-life-days", type=float, default=RecommenderConfig.half_life_days)
     parser.add_argument("--calibrate-every", type=int, default=200)
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 unless ours beats both baselines on best_hit and on ECE",
+    )
     args = parser.parse_args(argv)
     if args.n < 50:
         parser.error(f"--n {args.n}: need at least 50 attempts for a meaningful replay")
@@ -252,7 +257,25 @@ def main(
         f"{history.drift_time:%Y-%m-%d}); embedding {t1 - t0:.1f}s, replay {t2 - t1:.1f}s"
     )
     log(format_table(summary))
+    if args.strict:
+        losses = beaten_by(summary)
+        if losses:
+            raise SystemExit("replay: ours does not beat " + "; ".join(losses))
     return summary
+
+
+def beaten_by(summary: dict[str, dict[str, float]]) -> list[str]:
+    """The baselines (and metric) where ours is not strictly better; empty when it wins."""
+    ours = summary["ours"]
+    losses = []
+    for base in ("most_frequent", "nearest_neighbours"):
+        if ours["best_hit"] <= summary[base]["best_hit"]:
+            losses.append(
+                f"{base} on best_hit ({ours['best_hit']:.3f} vs {summary[base]['best_hit']:.3f})"
+            )
+        if ours["ece"] >= summary[base]["ece"]:
+            losses.append(f"{base} on ECE ({ours['ece']:.3f} vs {summary[base]['ece']:.3f})")
+    return losses
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.fix_history import generate_history  # noqa: E402
-from benchmarks.replay_eval import embed_history, format_table, replay  # noqa: E402
+from benchmarks.replay_eval import beaten_by, embed_history, format_table, replay  # noqa: E402
 from symbiotic_assets.memory.embedder import IssueEmbedder  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -41,3 +41,12 @@ def test_replay_ours_beats_both_baselines(tmp_path: Path) -> None:
         assert ours["best_hit"] > summary[base]["best_hit"], (base, summary)
         assert ours["exp_success"] > summary[base]["exp_success"], (base, summary)
     assert ours["ece"] < 0.1, summary
+
+
+def test_strict_mode_names_the_baseline_that_wins() -> None:
+    summary = {
+        "ours": {"best_hit": 0.70, "ece": 0.02},
+        "most_frequent": {"best_hit": 0.60, "ece": 0.03},
+        "nearest_neighbours": {"best_hit": 0.72, "ece": 0.05},
+    }
+    assert beaten_by(summary) == ["nearest_neighbours on best_hit (0.700 vs 0.720)"]
