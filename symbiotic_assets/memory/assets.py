@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 
 from symbiotic_assets.config import load_settings
 from symbiotic_assets.memory.loader import ensure_memory_schema, load_memory
@@ -269,6 +270,32 @@ def fix_attempt_embeddings(
     )
 
 
+STATE_VERSIONS_KEPT = 30
+
+
+def prune_recommender_state(con: duckdb.DuckDBPyConnection, keep: int = STATE_VERSIONS_KEPT) -> int:
+    """Drop all but the newest ``keep`` learned states; returns how many rows went.
+
+    Each state is a full snapshot (every pattern weight, the calibrator, feedback
+    counts) derived from the memory store, so older ones are only history: the
+    next run reads the newest, and the store can rebuild any of them.
+    """
+    if keep < 1:
+        raise ValueError(f"keep={keep}: at least the newest state must stay")
+    before = _count(con, "memory.recommender_state")
+    con.execute(
+        "DELETE FROM memory.recommender_state WHERE version <= "
+        "(SELECT max(version) FROM memory.recommender_state) - ?",
+        [keep],
+    )
+    return before - _count(con, "memory.recommender_state")
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
 @dg.asset(
     key=STRATEGY_WEIGHTS,
     deps=[FIX_ATTEMPT_EMBEDDINGS, FEEDBACK],
@@ -277,7 +304,8 @@ def fix_attempt_embeddings(
     description="The recommender's learned state: per-pattern weights (issue_type|agent:strategy) "
     "strengthened by successes and weakened by failures since the last run, an isotonic "
     "calibrator fitted on the history replayed in time order, and feedback counts. One new row "
-    "of memory.recommender_state per run; the next run continues from it.",
+    "of memory.recommender_state per run (the newest 30 are kept); the next run continues "
+    "from it.",
 )
 def strategy_weights(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedder: EmbedderResource
@@ -315,6 +343,7 @@ def strategy_weights(
                 learned.to_json(),
             ],
         )
+        pruned = prune_recommender_state(con)
     weights = learned.state.pattern_weights
     strongest = sorted(weights.items(), key=lambda kv: -kv[1])[:5]
     weakest = sorted(weights.items(), key=lambda kv: kv[1])[:5]
@@ -329,6 +358,7 @@ def strategy_weights(
     return dg.MaterializeResult(
         metadata={
             "version": learned.version,
+            "states_pruned": pruned,
             "patterns": len(weights),
             "replayed": metrics.replayed,
             "hit_rate": metrics.hit_rate,

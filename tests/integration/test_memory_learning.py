@@ -324,3 +324,23 @@ def test_velocity_and_recommend_while_warehouse_is_locked(learned: dict, tmp_pat
             get_velocity("std", days_back=0)
     finally:
         mp.undo()
+
+
+def test_old_learned_states_are_pruned_newest_kept(tmp_path: Path) -> None:
+    from symbiotic_assets.memory.assets import _ensure_learning_schema, prune_recommender_state
+
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        _ensure_learning_schema(con)
+        for version in range(1, 6):
+            con.execute(
+                "INSERT INTO memory.recommender_state VALUES (?, now()::TIMESTAMP, 'm', ?, 0, '{}')",
+                [version, version * 10],
+            )
+        assert prune_recommender_state(con, keep=2) == 3
+        assert prune_recommender_state(con, keep=2) == 0  # idempotent
+        rows = con.execute(
+            "SELECT version, last_attempt_id FROM memory.recommender_state ORDER BY version"
+        ).fetchall()
+        assert rows == [(4, 40), (5, 50)]
+        with pytest.raises(ValueError, match="keep=0"):
+            prune_recommender_state(con, keep=0)
