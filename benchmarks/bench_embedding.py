@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,39 +21,42 @@ from benchmarks.fix_history import generate_history
 from symbiotic_assets.memory.embedder import IssueEmbedder, issue_text
 
 
-def measure(
-    embedder: IssueEmbedder, texts: list[str], singles: int, batch: int, repeats: int
-) -> dict[str, float]:
-    embedder.warm_up()
-    times = []
-    for j in range(singles):
+@dataclass
+class Samples:
+    single_s: list[float] = field(default_factory=list)
+    batch_rates: list[float] = field(default_factory=list)
+    cpu_per_text_s: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "cpu_ms_per_text": float(np.median(self.cpu_per_text_s)) * 1000,
+            "p50_ms": float(np.percentile(self.single_s, 50) * 1000),
+            "p95_ms": float(np.percentile(self.single_s, 95) * 1000),
+            "texts_per_s": float(np.median(self.batch_rates)),
+        }
+
+
+def measure_round(
+    embedder: IssueEmbedder, texts: list[str], singles: list[str], batch: int, out: Samples
+) -> None:
+    """One round for one backend: each single text alone, then all texts batched."""
+    for text in singles:
         t = time.perf_counter()
-        embedder.embed_one(texts[j % len(texts)])
-        times.append(time.perf_counter() - t)
-    # Throughput is the median of `repeats` passes (the embedders keep no cache, so
-    # every pass runs the model): on a shared 2-core machine one pass can be off by
-    # a third either way.
-    rates, cpus = [], []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        c = time.process_time()
-        embedder.embed_many(texts, batch_size=batch)
-        rates.append(len(texts) / (time.perf_counter() - t))
-        cpus.append((time.process_time() - c) / len(texts))
-    return {
-        "cpu_ms_per_text": float(np.median(cpus)) * 1000,
-        "p50_ms": float(np.percentile(times, 50) * 1000),
-        "p95_ms": float(np.percentile(times, 95) * 1000),
-        "texts_per_s": float(np.median(rates)),
-    }
+        embedder.embed_one(text)
+        out.single_s.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    c = time.process_time()
+    embedder.embed_many(texts, batch_size=batch)
+    out.batch_rates.append(len(texts) / (time.perf_counter() - t))
+    out.cpu_per_text_s.append((time.process_time() - c) / len(texts))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--singles", type=int, default=200)
+    parser.add_argument("--singles", type=int, default=200, help="single texts per backend")
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds over all backends")
     args = parser.parse_args(argv)
     history = generate_history(n=args.texts, seed=5)
     texts = list(
@@ -68,9 +72,21 @@ def main(argv: list[str] | None = None) -> None:
         "int8-fused": IssueEmbedder(backend="onnx", fuse_attention=True, cache_size=0),
     }
     reference = variants["torch"].embed_many(texts[:300])
+    for emb in variants.values():
+        emb.warm_up()
+    # Backends take turns, round by round and in rotating order, and each figure is
+    # the median over rounds: this machine's speed drifts by a third over tens of
+    # seconds, which would otherwise decide which backend looks faster.
+    samples = {name: Samples() for name in variants}
+    per_round = max(1, args.singles // args.repeats)
+    names = list(variants)
+    for r in range(args.repeats):
+        singles = [texts[(r * per_round + j) % len(texts)] for j in range(per_round)]
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            measure_round(variants[name], texts, singles, args.batch_size, samples[name])
     rows = {}
     for name, emb in variants.items():
-        rows[name] = measure(emb, texts, args.singles, args.batch_size, args.repeats)
+        rows[name] = samples[name].summary()
         cos = (emb.embed_many(texts[:300]) * reference).sum(axis=1)
         rows[name]["agree_mean"] = float(cos.mean())
         rows[name]["agree_min"] = float(cos.min())
