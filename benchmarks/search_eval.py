@@ -350,7 +350,8 @@ def clicks_replay(index, embedder, queries: list[Query], reasks: int, name: str)
     log.sort(key=lambda e: (e.time, e.query))
     t = time.perf_counter()
     vecs = embedder.embed_many([e.text for e in log])
-    vec_of = {e.text: v for e, v in zip(log, vecs, strict=True)}
+    # keyed the way learn_click_model asks: whitespace-normalised query text
+    vec_of = {" ".join(e.text.split()): v for e, v in zip(log, vecs, strict=True)}
     parsed = [parse_query(e.text) for e in log]
     base = [[h.doc for h in index.rank(parsed[j], vecs[j], 10, clicks=False)]
             for j in range(len(log))]  # fmt: skip
