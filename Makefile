@@ -84,6 +84,7 @@ eval-search: install
 lint: install
 	$(BIN)/ruff check symbiotic_assets tests benchmarks grafana
 	$(BIN)/ruff format --check symbiotic_assets tests benchmarks grafana
+	$(BIN)/mypy symbiotic_assets benchmarks
 
 clean:
 	rm -rf .symbiotic dbt_models/target

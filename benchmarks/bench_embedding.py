@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     samples = {name: Samples() for name in variants}
     per_round = max(1, args.singles // args.repeats)
     names = list(variants)
-    for r in range(args.repeats):
-        singles = [texts[(r * per_round + j) % len(texts)] for j in range(per_round)]
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+    for rnd in range(args.repeats):
+        singles = [texts[(rnd * per_round + j) % len(texts)] for j in range(per_round)]
+        for name in names[rnd % len(names) :] + names[: rnd % len(names)]:
             measure_round(variants[name], texts, singles, args.batch_size, samples[name])
     rows = {}
     for name, emb in variants.items():

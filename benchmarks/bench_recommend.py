@@ -88,7 +88,7 @@ def run(sizes: list[int], queries: int, n_probe: int, max_scan: int, seed: int) 
         ivf = IVFIndex.build(memory.vectors, n_probe=n_probe, max_scan=max_scan, seed=seed)
         t_build = time.perf_counter() - t1
         query_vecs = []
-        results: dict[str, tuple[list[float], list[float]]] = {}
+        results: dict[str, tuple[list[float], list[float], list[float]]] = {}
         for name, index in (("exact", exact), ("ivf", ivf)):
             totals: list[float] = []
             searches: list[float] = []

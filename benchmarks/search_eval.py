@@ -388,7 +388,7 @@ def clicks_replay(index, embedder, queries: list[Query], reasks: int, name: str)
         return out
 
     def rows_of(label: str, res: list[tuple[int, float, float]]) -> list[tuple[str, ...]]:
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for gname, g in (("with a similar earlier click", 1), ("no similar earlier click", 0)):
             sel = [r for r in res if r[0] == g]
             if sel:

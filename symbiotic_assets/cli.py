@@ -165,9 +165,13 @@ def run(
         task = progress.add_task("repositories", total=len(specs))
         detail = progress.add_task("", total=None, visible=False)
 
-        def on_progress(repo: str, phase: str, done: int, total: int | None) -> None:
+        def on_progress(repository: str, phase: str, done: int, total: int | None) -> None:
             progress.update(
-                detail, description=f"  {repo}: {phase}", completed=done, total=total, visible=True
+                detail,
+                description=f"  {repository}: {phase}",
+                completed=done,
+                total=total,
+                visible=True,
             )
 
         progress_listeners.append(on_progress)

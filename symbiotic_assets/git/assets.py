@@ -6,7 +6,7 @@ that compare with git itself run inside the same step, right after the write.
 """
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import dagster as dg
 
@@ -150,7 +150,7 @@ def git_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     if not result.has_reflog:
         context.log.warning(f"{spec.name}: no reflog; branch switches are unknown for it")
 
-    common = {
+    common: dict[str, Any] = {
         "repository": spec.name,
         "repository_path": result.repository_path,
         "noop": result.noop,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -153,7 +154,7 @@ def _write_commit_chunk(con: duckdb.DuckDBPyConnection, repository: str, batch: 
         con.execute("BEGIN TRANSACTION")
         if fresh:
             con.execute("CREATE OR REPLACE TEMP TABLE chunk_new AS SELECT hash FROM chunk_commits")
-            revived = (0,)
+            revived: tuple[Any, ...] | None = (0,)
         else:
             revived = con.execute(
                 """

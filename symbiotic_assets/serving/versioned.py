@@ -36,7 +36,7 @@ def new_version() -> str:
 
 def publish_version(
     root: Path,
-    write: Callable[[Path, str], None],
+    write: Callable[[Path, str], object],
     *,
     keep: int = KEEP_VERSIONS,
     min_age_seconds: float = 300.0,
