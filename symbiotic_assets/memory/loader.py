@@ -10,8 +10,10 @@ name are re-read and replaced, so an edit or a delete reaches the warehouse.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -120,10 +122,50 @@ _ATTEMPT_SELECT = f"""
 """
 
 
+_FEEDBACK_INSERT = f"""
+    INSERT INTO memory.recommendation_feedback
+    SELECT id, idempotency_key, recommendation_id, fix_attempt_id, issue_type, agent,
+           strategy, shown::INTEGER = 1, followed::INTEGER = 1, outcome, confidence,
+           session_id, project, {_ts("timestamp")}, {_ts("recorded_at")}
+    FROM page WHERE id NOT IN (SELECT id FROM memory.recommendation_feedback)
+"""
+
+_EVENTS_INSERT = f"""
+    INSERT INTO memory.events
+    SELECT id, idempotency_key, event_type, payload::JSON, {_ts("timestamp")}, {_ts("recorded_at")}
+    FROM page WHERE id NOT IN (SELECT id FROM memory.events)
+"""
+
+
+def _new_pages(
+    con: duckdb.DuckDBPyConnection, store: MemoryStore, source: str
+) -> Iterator[list[dict[str, Any]]]:
+    """Pages of ``source`` rows above its high-water mark, in id order.
+
+    The mark is saved once every page has been handled, inside the caller's
+    transaction, so a load that fails part-way leaves it where it was.
+    """
+    last = _high_water(con, source)
+    while rows := store.read_since(source, last, limit=PAGE):
+        yield rows
+        last = int(rows[-1]["id"])
+    _set_high_water(con, source, last)
+
+
+def _run_on_page(con: duckdb.DuckDBPyConnection, page: pd.DataFrame, *statements: str) -> None:
+    """Run SQL that reads the rows of ``page`` as the table ``page``."""
+    con.register("page", page)
+    try:
+        for sql in statements:
+            con.execute(sql)
+    finally:
+        con.unregister("page")
+
+
 def _replace_attempts(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> int:
     if not rows:
         return 0
-    page = pd.DataFrame(rows)  # noqa: F841 - read by DuckDB's replacement scan
+    page = pd.DataFrame(rows)
     for col in (
         "updated_at",
         "deleted",
@@ -135,12 +177,12 @@ def _replace_attempts(con: duckdb.DuckDBPyConnection, rows: list[dict]) -> int:
     ):
         if col not in page:
             page[col] = None
-    con.register("page", page)
-    try:
-        con.execute("DELETE FROM memory.fix_attempts WHERE id IN (SELECT id FROM page)")
-        con.execute(f"INSERT INTO memory.fix_attempts {_ATTEMPT_SELECT}")
-    finally:
-        con.unregister("page")
+    _run_on_page(
+        con,
+        page,
+        "DELETE FROM memory.fix_attempts WHERE id IN (SELECT id FROM page)",
+        f"INSERT INTO memory.fix_attempts {_ATTEMPT_SELECT}",
+    )
     return len(rows)
 
 
@@ -150,6 +192,30 @@ def load_memory(store_path: str | Path, con: duckdb.DuckDBPyConnection) -> LoadR
     result = LoadResult()
     if not Path(store_path).exists():
         return result
+    with MemoryStore(store_path) as store:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            # fix attempts, then corrections of attempts loaded earlier
+            for rows in _new_pages(con, store, "fix_attempts"):
+                result.fix_attempts += _replace_attempts(con, rows)
+            for corrections in _new_pages(con, store, "fix_attempt_corrections"):
+                ids = sorted({int(c["fix_attempt_id"]) for c in corrections})
+                current = store.read_by_ids("fix_attempts", ids)
+                result.corrected_attempts += _replace_attempts(con, current)
+            for rows in _new_pages(con, store, "recommendation_feedback"):
+                _run_on_page(con, pd.DataFrame(rows), _FEEDBACK_INSERT)
+                result.feedback += len(rows)
+            for rows in _new_pages(con, store, "events"):
+                page = pd.DataFrame(rows)
+                _run_on_page(con, page, _EVENTS_INSERT)
+                for t in page["event_type"]:
+                    result.events_by_type[t] = result.events_by_type.get(t, 0) + 1
+                result.events += len(rows)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return result
     with MemoryStore(store_path) as store:
         # fix attempts, then corrections of attempts loaded earlier
         con.execute("BEGIN TRANSACTION")
