@@ -45,6 +45,7 @@ from symbiotic_assets.memory.recommender import (
     PatternOutcome,
     RecommenderConfig,
     RecommenderState,
+    apply_pattern_outcome,
     expected_calibration_error,
     pattern_key,
     recommend,
@@ -171,7 +172,7 @@ def replay(
             expected = next(
                 (c.probability for c in rec.alternatives if c.agent_strategy == logged), 0.5
             )
-            state.pattern_weights = update_weights(
+            apply_pattern_outcome(
                 state.pattern_weights,
                 PatternOutcome(
                     pattern_key(att.issue_type, att.agent, att.strategy), att.success, expected
@@ -194,16 +195,6 @@ def replay(
             state.calibrator = IsotonicCalibrator.fit(calib_scores, calib_outcomes)
 
     return {name: res.summary() for name, res in results.items()}
-
-
-def update_weights(weights: dict[str, float], outcome: PatternOutcome) -> dict[str, float]:
-    # in-place for speed in the replay loop; same rule as update_pattern_weights
-    from symbiotic_assets.memory.recommender import update_pattern_weights
-
-    weights[outcome.pattern] = update_pattern_weights(
-        {outcome.pattern: weights.get(outcome.pattern, 1.0)}, [outcome]
-    )[outcome.pattern]
-    return weights
 
 
 def format_table(summary: dict[str, dict[str, float]]) -> str:

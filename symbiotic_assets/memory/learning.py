@@ -45,10 +45,10 @@ from symbiotic_assets.memory.recommender import (
     PatternOutcome,
     RecommenderConfig,
     RecommenderState,
+    apply_pattern_outcome,
     expected_calibration_error,
     pattern_key,
     recommend,
-    update_pattern_weights,
 )
 
 #: Replayed attempts per run: bounds the daily run's cost (about 1 ms each) on long histories.
@@ -239,12 +239,10 @@ def learn(
         outcome = PatternOutcome(
             pattern_key(rec_i.issue_type, rec_i.agent, rec_i.strategy), rec_i.success, expected
         )
-        replay_state.pattern_weights = update_pattern_weights(
-            replay_state.pattern_weights, [outcome]
-        )
+        apply_pattern_outcome(replay_state.pattern_weights, outcome)
         attempt_id = _id(rec_i)
         if attempt_id > last_seen:
-            weights = update_pattern_weights(weights, [outcome])
+            apply_pattern_outcome(weights, outcome)
         max_id = max(max_id, attempt_id)
         memory.add(rec_i, q)
         if (n_step + 1) % calibrate_every == 0 and len(pairs_x) >= MIN_CALIBRATION_PAIRS:

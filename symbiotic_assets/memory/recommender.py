@@ -674,6 +674,21 @@ def update_pattern_weights(
     bound; with it the log-weight tracks a recent average of the surprise
     (roughly the last ``1 / forgetting`` outcomes of that pattern).
     """
+    out = dict(weights)
+    for o in outcomes:
+        apply_pattern_outcome(out, o, learning_rate, forgetting, bounds)
+    return out
+
+
+def apply_pattern_outcome(
+    weights: dict[str, float],
+    outcome: PatternOutcome,
+    learning_rate: float = 0.02,
+    forgetting: float = 0.02,
+    bounds: tuple[float, float] = (0.5, 2.0),
+) -> None:
+    """The rule of ``update_pattern_weights`` for one outcome, applied to ``weights`` in
+    place: replay loops call it per attempt without copying every weight each step."""
     lo, hi = bounds
     if not 0 < lo <= 1.0 <= hi:
         raise ValueError(f"bounds={bounds}: need 0 < low <= 1 <= high")
@@ -681,16 +696,14 @@ def update_pattern_weights(
         raise ValueError(f"learning_rate={learning_rate}: must be > 0")
     if not 0.0 <= forgetting < 1.0:
         raise ValueError(f"forgetting={forgetting}: must be within [0, 1)")
-    out = dict(weights)
-    for o in outcomes:
-        if not 0.0 <= o.expected <= 1.0:
-            raise ValueError(f"outcome for {o.pattern!r}: expected={o.expected} outside [0, 1]")
-        w = out.get(o.pattern, 1.0)
-        if w <= 0:
-            raise ValueError(f"weight for {o.pattern!r}: {w} is not positive")
-        log_w = (1.0 - forgetting) * math.log(w) + learning_rate * (float(o.success) - o.expected)
-        out[o.pattern] = min(max(math.exp(log_w), lo), hi)
-    return out
+    o = outcome
+    if not 0.0 <= o.expected <= 1.0:
+        raise ValueError(f"outcome for {o.pattern!r}: expected={o.expected} outside [0, 1]")
+    w = weights.get(o.pattern, 1.0)
+    if w <= 0:
+        raise ValueError(f"weight for {o.pattern!r}: {w} is not positive")
+    log_w = (1.0 - forgetting) * math.log(w) + learning_rate * (float(o.success) - o.expected)
+    weights[o.pattern] = min(max(math.exp(log_w), lo), hi)
 
 
 @dataclass(frozen=True)

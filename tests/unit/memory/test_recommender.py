@@ -16,6 +16,7 @@ from symbiotic_assets.memory.recommender import (
     PatternOutcome,
     RecommenderConfig,
     RecommenderState,
+    apply_pattern_outcome,
     expected_calibration_error,
     recency_weight,
     recommend,
@@ -158,6 +159,19 @@ def test_pattern_weights_strengthen_successes_and_weaken_failures_within_bounds(
     assert many["p"] == pytest.approx(0.5)
     many = update_pattern_weights({}, [PatternOutcome("p", True, 0.1)] * 10_000, learning_rate=0.5)
     assert many["p"] == pytest.approx(2.0)
+
+
+def test_in_place_update_follows_the_same_rule_and_copying_update_leaves_input_alone() -> None:
+    outcomes = [PatternOutcome("p", True, 0.3), PatternOutcome("q", False, 0.8)] * 5
+    before = {"p": 1.2}
+    copied = update_pattern_weights(before, outcomes)
+    assert before == {"p": 1.2}
+    in_place = dict(before)
+    for o in outcomes:
+        apply_pattern_outcome(in_place, o)
+    assert in_place == copied
+    with pytest.raises(ValueError, match="expected=1.5"):
+        apply_pattern_outcome(in_place, PatternOutcome("p", True, 1.5))
 
 
 def test_pattern_weight_matching_its_expectation_stays_near_one() -> None:
