@@ -706,51 +706,6 @@ def apply_pattern_outcome(
     weights[o.pattern] = min(max(math.exp(log_w), lo), hi)
 
 
-@dataclass(frozen=True)
-class EffectivenessRow:
-    scope: str  # "agent_strategy" or "issue_type"
-    key: str
-    attempts: int
-    successes: int
-    rate: float  # successes / attempts: failures count
-    smoothed_rate: float  # Beta(1, 1) posterior mean, for ranking small samples
-    last_attempted: datetime
-    last_successful: datetime | None
-
-
-def strategy_effectiveness(attempts: Iterable[AttemptRecord]) -> list[EffectivenessRow]:
-    """Per ``agent:strategy`` and per issue type: attempts, successes, rates, last dates."""
-    acc: dict[tuple[str, str], list[float]] = {}
-    for a in attempts:
-        for scope, key in (
-            ("agent_strategy", candidate_key(a.agent, a.strategy)),
-            ("issue_type", a.issue_type),
-        ):
-            row = acc.setdefault((scope, key), [0, 0, -math.inf, -math.inf])
-            row[0] += 1
-            row[2] = max(row[2], a.timestamp)
-            if a.success:
-                row[1] += 1
-                row[3] = max(row[3], a.timestamp)
-    out = []
-    for (scope, key), (n, s, last, last_ok) in sorted(acc.items()):
-        out.append(
-            EffectivenessRow(
-                scope=scope,
-                key=key,
-                attempts=int(n),
-                successes=int(s),
-                rate=s / n,
-                smoothed_rate=(s + 1.0) / (n + 2.0),
-                last_attempted=datetime.fromtimestamp(last, UTC),
-                last_successful=datetime.fromtimestamp(last_ok, UTC)
-                if last_ok > -math.inf
-                else None,
-            )
-        )
-    return out
-
-
 def expected_calibration_error(
     confidence: Sequence[float] | np.ndarray,
     outcome: Sequence[float] | np.ndarray,

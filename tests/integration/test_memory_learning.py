@@ -344,3 +344,34 @@ def test_old_learned_states_are_pruned_newest_kept(tmp_path: Path) -> None:
         assert rows == [(4, 40), (5, 50)]
         with pytest.raises(ValueError, match="keep=0"):
             prune_recommender_state(con, keep=0)
+
+
+def test_effectiveness_sql_counts_failures_and_dates(tmp_path: Path) -> None:
+    from symbiotic_assets.memory.learning import EFFECTIVENESS_SQL
+    from symbiotic_assets.memory.loader import ensure_memory_schema
+
+    now = datetime(2025, 6, 1, 12)
+    # (agent, strategy, success, days ago, deleted)
+    rows = [("A", "a", True, 10, False), ("A", "a", False, 2, False), ("B", "b", False, 1, False),
+            ("B", "b", True, 0, True)]  # fmt: skip
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        ensure_memory_schema(con)
+        for i, (agent, strategy, ok, days, deleted) in enumerate(rows, start=1):
+            con.execute(
+                "INSERT INTO memory.fix_attempts (id, idempotency_key, issue_type, message, stage, "
+                "agent, strategy, success, timestamp, deleted) "
+                "VALUES (?, ?, 'security', 'msg', 'bandit', ?, ?, ?, ?, ?)",
+                [i, f"k{i}", agent, strategy, ok, now - timedelta(days=days), deleted],
+            )
+        con.execute(EFFECTIVENESS_SQL)
+        found = con.execute(
+            "SELECT scope, key, attempts, successes, rate, last_attempted, last_successful "
+            "FROM memory.strategy_effectiveness"
+        ).fetchall()
+    summary = {(scope, key): rest for scope, key, *rest in found}
+    attempts, successes, rate, last_attempted, last_successful = summary[("agent_strategy", "A:a")]
+    assert (attempts, successes, rate) == (2, 1, 0.5)
+    assert last_successful is not None and last_successful < last_attempted
+    _, _, b_rate, _, b_last_successful = summary[("agent_strategy", "B:b")]
+    assert b_rate == 0.0 and b_last_successful is None  # the deleted success does not count
+    assert summary[("issue_type", "security")][0] == 3

@@ -21,7 +21,6 @@ from symbiotic_assets.memory.recommender import (
     recency_weight,
     recommend,
     smoothed_success_rate,
-    strategy_effectiveness,
     update_pattern_weights,
 )
 
@@ -179,17 +178,6 @@ def test_pattern_weight_matching_its_expectation_stays_near_one() -> None:
     outcomes = [PatternOutcome("p", bool(rng.random() < 0.7), 0.7) for _ in range(5000)]
     w = update_pattern_weights({}, outcomes)
     assert 0.85 < w["p"] < 1.15
-
-
-def test_strategy_effectiveness_counts_failures_and_dates() -> None:
-    rows = [attempt("A", "a", True, 10), attempt("A", "a", False, 2), attempt("B", "b", False, 1)]
-    summary = {(r.scope, r.key): r for r in strategy_effectiveness(rows)}
-    a = summary[("agent_strategy", "A:a")]
-    assert (a.attempts, a.successes, a.rate) == (2, 1, 0.5)
-    assert a.last_successful is not None and a.last_successful < a.last_attempted
-    b = summary[("agent_strategy", "B:b")]
-    assert b.rate == 0.0 and b.last_successful is None
-    assert summary[("issue_type", "security")].attempts == 3
 
 
 def test_isotonic_calibration_recovers_true_probabilities() -> None:
