@@ -137,20 +137,6 @@ def time_order(records: Sequence[AttemptRecord]) -> np.ndarray:
     return np.lexsort((np.asarray(ids), np.asarray(ts, dtype=np.float64)))
 
 
-def build_memory(
-    records: Sequence[AttemptRecord], vectors: np.ndarray, half_life_days: float = 45.0
-) -> AttemptMemory:
-    """An ``AttemptMemory`` over all attempts, rows in the given order, records kept for evidence."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.shape[0] != len(records):
-        raise ValueError(f"vectors: {vectors.shape[0]} rows for {len(records)} attempts")
-    dim = vectors.shape[1] if vectors.ndim == 2 else 384
-    memory = AttemptMemory(dim=dim, half_life_days=half_life_days)
-    if records:
-        memory.add_many(records, vectors)
-    return memory
-
-
 def feedback_stats(rows: Iterable[Mapping[str, Any]]) -> dict[str, FeedbackStats]:
     """Per ``agent:strategy``: times shown, followed, and succeeded when followed.
 

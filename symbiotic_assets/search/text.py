@@ -22,7 +22,7 @@ issue references (``#1234``). Plain words get a light suffix stripping so that
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 COMMIT_TEXT_VERSION = 1
@@ -157,10 +157,6 @@ def analyze(text: str, *, drop_stopwords: bool = True) -> list[Token]:
 def tokenize(text: str) -> list[str]:
     """Index terms of ``text``: identifiers whole and split, hash prefixes, ``#1234``, stems."""
     return [t.term for t in analyze(text)]
-
-
-def tokenize_many(texts: Iterable[str]) -> list[list[str]]:
-    return [tokenize(t) for t in texts]
 
 
 @dataclass(frozen=True)
