@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from benchmarks.fix_history import generate_history
-from symbiotic_assets.memory.embedder import IssueEmbedder, issue_text
+from symbiotic_assets.core.embedding import IssueEmbedder, issue_text
 
 
 @dataclass

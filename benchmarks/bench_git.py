@@ -180,7 +180,7 @@ def run_bench(
     repeat: int = 2,
 ) -> BenchResult:
     from benchmarks.synthetic_repo import CONFIG_MARKER, append_commits
-    from symbiotic_assets.config import RepositorySpec
+    from symbiotic_assets.core.config import RepositorySpec
     from symbiotic_assets.git.extract import detect_merge_conflicts, refresh_repository
 
     scratch = Path(tempfile.mkdtemp(prefix="symbiotic-bench-"))

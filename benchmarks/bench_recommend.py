@@ -20,9 +20,9 @@ import time
 import numpy as np
 
 from benchmarks.fix_history import generate_history
-from symbiotic_assets.memory.embedder import IssueEmbedder, issue_text
+from symbiotic_assets.core.embedding import IssueEmbedder, issue_text
+from symbiotic_assets.core.vectors import ExactIndex, IVFIndex, recall_at_k
 from symbiotic_assets.memory.recommender import AttemptMemory, RecommenderState, recommend, to_epoch
-from symbiotic_assets.memory.vector_index import ExactIndex, IVFIndex, recall_at_k
 
 
 def synthetic_memory(

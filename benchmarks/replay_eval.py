@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from benchmarks.fix_history import FixHistory, generate_history
-from symbiotic_assets.memory.embedder import IssueEmbedder, issue_text
+from symbiotic_assets.core.embedding import IssueEmbedder, issue_text
 from symbiotic_assets.memory.recommender import (
     AttemptMemory,
     AttemptRecord,

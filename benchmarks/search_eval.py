@@ -130,10 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from symbiotic_assets.config import RepositorySpec, slugify
+    from symbiotic_assets.core.config import RepositorySpec, slugify
+    from symbiotic_assets.core.embedding import IssueEmbedder
+    from symbiotic_assets.core.warehouse import connect
+    from symbiotic_assets.events.store import MemoryStore, list_events
     from symbiotic_assets.git.extract import refresh_repository
-    from symbiotic_assets.memory.embedder import IssueEmbedder
-    from symbiotic_assets.memory.store import MemoryStore, list_events
     from symbiotic_assets.search.api import record_click, record_search
     from symbiotic_assets.search.commit_embeddings import embed_repository, load_corpus, model_key
     from symbiotic_assets.search.index import CommitCorpus, SearchIndex
@@ -144,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         learn_weights,
     )
     from symbiotic_assets.search.text import parse_query, tokenize
-    from symbiotic_assets.warehouse import connect
 
     repo_path = args.repo.expanduser().resolve()
     name = slugify(repo_path.name)

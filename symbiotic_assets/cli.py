@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from symbiotic_assets.config import ConfigError, add_repository_to_config, load_settings
+from symbiotic_assets.core.config import ConfigError, add_repository_to_config, load_settings
 from symbiotic_assets.mcp.cli import mcp_command
 from symbiotic_assets.memory.cli import import_command, recommend_command, record_app
 from symbiotic_assets.search.cli import search_command
@@ -206,7 +206,7 @@ def run(
 
 
 def _print_summary(warehouse: str, outcomes: list[tuple[str, bool, str]]) -> None:
-    from symbiotic_assets.warehouse import connect
+    from symbiotic_assets.core.warehouse import connect
 
     table = Table(title="Symbiotic: what was built")
     for col in ("repository", "status", "commits", "merges", "conflicts", "branch switches"):
@@ -279,7 +279,7 @@ def repos_add(
     ),
 ) -> None:
     """Add a repository to symbiotic.yaml (checked to be a readable git repository first)."""
-    from symbiotic_assets.config import slugify
+    from symbiotic_assets.core.config import slugify
     from symbiotic_assets.git.repository import GitRepository, RepositoryError
 
     label = name or slugify(path.resolve().name)

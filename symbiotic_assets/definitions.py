@@ -9,12 +9,12 @@ from __future__ import annotations
 import dagster as dg
 
 from symbiotic_assets.analytics import definitions as analytics_definitions
-from symbiotic_assets.config import load_settings
+from symbiotic_assets.core.config import load_settings
+from symbiotic_assets.core.warehouse import WarehouseResource
 from symbiotic_assets.git import definitions as git_definitions
 from symbiotic_assets.memory import definitions as memory_definitions
 from symbiotic_assets.search import definitions as search_definitions
 from symbiotic_assets.serving import definitions as serving_definitions
-from symbiotic_assets.warehouse import WarehouseResource
 
 
 def build_definitions() -> dg.Definitions:

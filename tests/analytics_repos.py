@@ -57,7 +57,7 @@ from pathlib import Path
 
 from gitrepo import GitRepoBuilder
 
-from symbiotic_assets.config import RepositorySpec
+from symbiotic_assets.core.config import RepositorySpec
 from symbiotic_assets.git.extract import compute_metrics, detect_merge_conflicts, refresh_repository
 
 AS_OF = "2024-04-01 00:00:00"
@@ -167,7 +167,7 @@ def _attempt(agent: str, strategy: str, issue_type: str, success: bool, project:
 
 def record_memory_events(store_path: Path) -> dict[str, int]:
     """The memory events of the module docstring, through the real store API; attempt ids."""
-    from symbiotic_assets.memory.store import MemoryStore
+    from symbiotic_assets.events.store import MemoryStore
 
     sec, fmt, ref = ("SecurityAgent", "security_fix"), ("FormattingAgent", "format"), (
         "RefactoringAgent", "refactor")  # fmt: skip
@@ -303,9 +303,9 @@ def _materialize(fixture: AnalyticsFixture) -> frozenset[str]:
 
     from symbiotic_assets.analytics.definitions import build_analytics_definitions
     from symbiotic_assets.analytics.project import prepare_dbt_manifest
+    from symbiotic_assets.core.warehouse import WarehouseResource
     from symbiotic_assets.memory.assets import memory_tables
     from symbiotic_assets.serving.definitions import defs as serving_defs
-    from symbiotic_assets.warehouse import WarehouseResource
 
     prepare_dbt_manifest()
     analytics = build_analytics_definitions()

@@ -32,7 +32,7 @@ from typing import Any
 from analytics_repos import build_beta
 from gitrepo import GitRepoBuilder, build_standard_repo
 
-from symbiotic_assets.config import PROJECT_ROOT
+from symbiotic_assets.core.config import PROJECT_ROOT
 
 BIN = Path(sys.executable).parent / "symbiotic"
 MODEL_CACHE = PROJECT_ROOT / ".pytest_cache" / "symbiotic-models"  # shared with test_search

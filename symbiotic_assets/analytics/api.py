@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from symbiotic_assets.config import load_settings
+from symbiotic_assets.core.config import load_settings
 
 SNAPSHOT_NAME = "warehouse.duckdb"
 UNKNOWN = "unknown"

@@ -12,8 +12,8 @@ from symbiotic_assets.analytics.project import (
     ensure_dbt_manifest,
     export_warehouse_env,
 )
-from symbiotic_assets.config import load_settings
-from symbiotic_assets.warehouse import WAREHOUSE_POOL, WarehouseResource
+from symbiotic_assets.core.config import load_settings
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
 
 # The marts readers use; the publish asset waits for all of them. A test checks this
 # list against the dbt manifest, so a new mart cannot be forgotten here.
@@ -55,8 +55,8 @@ def ensure_source_tables(warehouse: WarehouseResource) -> None:
     store never received an event (or whose git assets have not run) would otherwise fail
     the whole build instead of producing empty marts.
     """
+    from symbiotic_assets.core.warehouse import ensure_git_schema
     from symbiotic_assets.memory.loader import ensure_memory_schema
-    from symbiotic_assets.warehouse import ensure_git_schema
 
     with warehouse.connect() as con:
         ensure_git_schema(con)

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from symbiotic_assets.config import PROJECT_ROOT, load_settings
+from symbiotic_assets.core.config import PROJECT_ROOT, load_settings
 
 if TYPE_CHECKING:
     from dagster_dbt import DbtProject

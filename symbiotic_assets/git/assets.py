@@ -10,10 +10,10 @@ from typing import Any, Protocol
 
 import dagster as dg
 
-from symbiotic_assets.config import RepositorySpec, load_settings
+from symbiotic_assets.core.config import RepositorySpec, load_settings
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
 from symbiotic_assets.git.extract import compute_metrics, detect_merge_conflicts, refresh_repository
 from symbiotic_assets.git.repository import GitRepository, RepositoryError
-from symbiotic_assets.warehouse import WAREHOUSE_POOL, WarehouseResource
 
 repositories_partitions = dg.DynamicPartitionsDefinition(name="repositories")
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from symbiotic_assets.config import ConfigError, load_settings
+from symbiotic_assets.core.config import ConfigError, load_settings
 from symbiotic_assets.git.assets import (
     git_history,
     git_merges,

@@ -24,7 +24,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from symbiotic_assets.config import RepositorySpec
+from symbiotic_assets.core.config import RepositorySpec
+from symbiotic_assets.core.warehouse import connect, ensure_git_schema
 from symbiotic_assets.git.log_parser import LOG_ARGS, ColumnBatch, iter_batches
 from symbiotic_assets.git.reflog import RefEvent, parse_reflogs
 from symbiotic_assets.git.repository import (
@@ -33,7 +34,6 @@ from symbiotic_assets.git.repository import (
     RepositoryError,
     git_env_isolated_objects,
 )
-from symbiotic_assets.warehouse import connect, ensure_git_schema
 
 ProgressFn = Callable[[int], None]
 DEFAULT_BRANCH_CANDIDATES = ("main", "master", "trunk", "develop")

@@ -56,8 +56,8 @@ def tool_errors() -> Iterator[None]:
     message that names the input or the missing artifact, which is what the agent needs.
     """
     from symbiotic_assets.analytics.api import SnapshotMissingError
-    from symbiotic_assets.config import ConfigError
-    from symbiotic_assets.memory.store import MemoryStoreError
+    from symbiotic_assets.core.config import ConfigError
+    from symbiotic_assets.events.store import MemoryStoreError
     from symbiotic_assets.search.index import IndexNotPublishedError
 
     try:
@@ -78,7 +78,7 @@ def tool_errors() -> Iterator[None]:
 
 def configured_repository(name: str) -> Any:
     """The configured ``RepositorySpec`` called ``name``, or a tool error naming it."""
-    from symbiotic_assets.config import load_settings
+    from symbiotic_assets.core.config import load_settings
 
     if not _REPOSITORY_NAME.match(name):
         raise ToolError(
@@ -132,9 +132,9 @@ def record_in_store(kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     Fields left out (None) are not sent, so that model defaults apply and a missing
     timestamp stays out of the derived idempotency key (a retried call writes nothing).
     """
-    from symbiotic_assets.config import load_settings
-    from symbiotic_assets.memory.models import validate_record
-    from symbiotic_assets.memory.store import MemoryStore
+    from symbiotic_assets.core.config import load_settings
+    from symbiotic_assets.events.models import validate_record
+    from symbiotic_assets.events.store import MemoryStore
 
     given = {k: v for k, v in fields.items() if v is not None}
     with tool_errors():
@@ -390,7 +390,7 @@ def strategy_recommender(
     Pass the returned recommendation_id to record_recommendation_feedback once you know
     whether the advice was followed and how it ended: that is what calibrates confidence.
     """
-    from symbiotic_assets.memory.models import normalize_issue_type
+    from symbiotic_assets.events.models import normalize_issue_type
 
     with tool_errors():
         try:
@@ -521,8 +521,8 @@ def skill_tracker(
             },
         )
     from symbiotic_assets.analytics import api
-    from symbiotic_assets.config import load_settings
-    from symbiotic_assets.memory.store import MemoryStore
+    from symbiotic_assets.core.config import load_settings
+    from symbiotic_assets.events.store import MemoryStore
 
     with tool_errors():
         effectiveness = api.get_skill_effectiveness(project)

@@ -21,16 +21,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from symbiotic_assets.memory.store import (
+from symbiotic_assets.core.publish import PublishedCache
+from symbiotic_assets.events.store import (
     get_fix_attempt,
     list_fix_attempts,
     record_feedback,
     record_fix_attempt,
 )
-from symbiotic_assets.serving.versioned import PublishedCache
 
 if TYPE_CHECKING:  # pragma: no cover
-    from symbiotic_assets.memory.embedder import IssueEmbedder
+    from symbiotic_assets.core.embedding import IssueEmbedder
     from symbiotic_assets.memory.serving import PublishedRecommender
 
 __all__ = [
@@ -89,7 +89,7 @@ class StrategyRecommendation:
 
 
 def default_recommender_root() -> Path:
-    from symbiotic_assets.config import load_settings
+    from symbiotic_assets.core.config import load_settings
 
     return load_settings().published_dir / "recommender"
 
@@ -106,7 +106,7 @@ def open_recommender(root: Path | None = None) -> PublishedRecommender:
 
 def _embedder_for(model_id: str) -> IssueEmbedder:
     """An embedder producing the same vectors as the published ``model_id``."""
-    from symbiotic_assets.memory.embedder import embedder_for_model_id
+    from symbiotic_assets.core.embedding import embedder_for_model_id
 
     return embedder_for_model_id(model_id)
 
@@ -130,7 +130,7 @@ def _issue_fields(issue: Any) -> tuple[str, str, str | None, str | None]:
     for name, value in (("file_path", file_path), ("stage", stage)):
         if value is not None and not isinstance(value, str):
             raise ValueError(f"issue.{name}: must be a string or None, got {value!r}")
-    from symbiotic_assets.memory.models import normalize_issue_type
+    from symbiotic_assets.events.models import normalize_issue_type
 
     try:
         normalized = normalize_issue_type(issue_type)

@@ -18,10 +18,10 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from symbiotic_assets.config import load_settings
+from symbiotic_assets.core.config import load_settings
+from symbiotic_assets.core.resources import EmbedderResource
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
 from symbiotic_assets.memory.loader import ensure_memory_schema, load_memory
-from symbiotic_assets.memory.resources import EmbedderResource
-from symbiotic_assets.warehouse import WAREHOUSE_POOL, WarehouseResource
 
 GROUP = "memory"
 FIX_ATTEMPTS = dg.AssetKey(["memory", "fix_attempts"])
@@ -177,7 +177,7 @@ def fix_attempt_embeddings(
 ) -> Iterator:
     import pandas as pd
 
-    from symbiotic_assets.memory.embedder import VectorCacheTable, cache_key, issue_text
+    from symbiotic_assets.core.embedding import VectorCacheTable, cache_key, issue_text
 
     model = embedder.get_embedder()
     model_id = model.model_id  # names the vectors; does not load the model

@@ -27,9 +27,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from symbiotic_assets.memory.importer import import_jsonl
-from symbiotic_assets.memory.models import InvalidRecordError, MemoryRecord, validate_record
-from symbiotic_assets.memory.store import MemoryStore, MemoryStoreError
+from symbiotic_assets.events.importer import import_jsonl
+from symbiotic_assets.events.models import InvalidRecordError, MemoryRecord, validate_record
+from symbiotic_assets.events.store import MemoryStore, MemoryStoreError
 
 record_app = typer.Typer(
     help="Record fix attempts, recommendation feedback, sessions and skill invocations "

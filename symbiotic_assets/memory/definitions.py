@@ -13,7 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from symbiotic_assets.config import load_settings
+from symbiotic_assets.core.config import load_settings
+from symbiotic_assets.core.resources import EmbedderResource
 from symbiotic_assets.memory.assets import (
     FEEDBACK,
     FIX_ATTEMPTS,
@@ -23,7 +24,6 @@ from symbiotic_assets.memory.assets import (
     strategy_effectiveness_table,
     strategy_weights,
 )
-from symbiotic_assets.memory.resources import EmbedderResource
 
 memory_load_job = dg.define_asset_job(
     "memory_load",
@@ -42,7 +42,7 @@ memory_learn_job = dg.define_asset_job(
 
 
 def _store_marks(path: Path) -> dict[str, int]:
-    from symbiotic_assets.memory.store import MemoryStore
+    from symbiotic_assets.events.store import MemoryStore
 
     with MemoryStore(path) as store:
         return {t: store.max_id(t) for t in ("fix_attempts", "fix_attempt_corrections",

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from symbiotic_assets.memory.store import MemoryStore
+from symbiotic_assets.events.store import MemoryStore
 
 MEMORY_SCHEMA_SQL = """
 CREATE SCHEMA IF NOT EXISTS memory;

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from symbiotic_assets.core import publish as versioned
+from symbiotic_assets.core.publish import publish_version
+from symbiotic_assets.core.vectors import ExactIndex, IVFIndex, build_index, load_index
 from symbiotic_assets.memory.recommender import AttemptMemory, RecommenderState
-from symbiotic_assets.memory.vector_index import ExactIndex, IVFIndex, build_index, load_index
-from symbiotic_assets.serving import versioned
-from symbiotic_assets.serving.versioned import publish_version
 
 FORMAT_VERSION = 1
 

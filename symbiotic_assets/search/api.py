@@ -20,13 +20,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from symbiotic_assets.core.publish import PublishedCache
 from symbiotic_assets.search.index import SearchIndex, current_version, load_published
 from symbiotic_assets.search.text import parse_query
-from symbiotic_assets.serving.versioned import PublishedCache
 
 if TYPE_CHECKING:  # pragma: no cover
-    from symbiotic_assets.memory.embedder import IssueEmbedder
-    from symbiotic_assets.memory.store import StoreLike
+    from symbiotic_assets.core.embedding import IssueEmbedder
+    from symbiotic_assets.events.store import StoreLike
     from symbiotic_assets.search.index import Hit
 
 _indexes: PublishedCache[SearchIndex] = PublishedCache(current_version, load_published)
@@ -52,7 +52,7 @@ class SearchResult:
 
 
 def default_index_root() -> Path:
-    from symbiotic_assets.config import load_settings
+    from symbiotic_assets.core.config import load_settings
 
     return load_settings().published_dir / "search"
 
@@ -64,7 +64,7 @@ def open_index(root: Path | None = None) -> SearchIndex:
 
 def embedder_for(model_id: str) -> IssueEmbedder:
     """An embedder producing the same vectors as the published ``model_id``."""
-    from symbiotic_assets.memory.embedder import embedder_for_model_id
+    from symbiotic_assets.core.embedding import embedder_for_model_id
 
     return embedder_for_model_id(model_id)
 
@@ -187,8 +187,8 @@ def record_search(
 
     Pass the id to ``record_click`` so that the click joins this search exactly.
     """
-    from symbiotic_assets.memory.models import SearchEvent
-    from symbiotic_assets.memory.store import record_event
+    from symbiotic_assets.events.models import SearchEvent
+    from symbiotic_assets.events.store import record_event
 
     sid = search_id or uuid.uuid4().hex
     shown = [r.hash if isinstance(r, SearchResult) else str(r) for r in results]
@@ -217,8 +217,8 @@ def record_click(
     store: StoreLike = None,
 ) -> int:
     """Record that the result at ``rank`` (1-based) was picked; returns the event id."""
-    from symbiotic_assets.memory.models import SearchClick
-    from symbiotic_assets.memory.store import record_event
+    from symbiotic_assets.events.models import SearchClick
+    from symbiotic_assets.events.store import record_event
 
     key = f"click:{search_id}:{clicked_hash}" if search_id else None
     return record_event(

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from symbiotic_assets.core.resources import EmbedderResource
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
 from symbiotic_assets.git.assets import COMMIT_FILES, COMMITS, repositories_partitions
-from symbiotic_assets.memory.resources import EmbedderResource
-from symbiotic_assets.warehouse import WAREHOUSE_POOL, WarehouseResource
 
 GROUP = "search"
 COMMIT_EMBEDDINGS = dg.AssetKey(["search", "commit_embeddings"])
@@ -26,7 +26,7 @@ SERVING_INDEX = dg.AssetKey(["search", "serving_index"])
 
 
 def search_root() -> Path:
-    from symbiotic_assets.config import load_settings
+    from symbiotic_assets.core.config import load_settings
 
     return load_settings().published_dir / "search"
 
@@ -97,7 +97,7 @@ def ranker_weights(
     warehouse: WarehouseResource,
     search_embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
-    from symbiotic_assets.memory.store import list_events
+    from symbiotic_assets.events.store import list_events
     from symbiotic_assets.search.clicks import learn_click_model, records_from_logged
     from symbiotic_assets.search.commit_embeddings import ensure_search_schema
     from symbiotic_assets.search.index import IndexNotPublishedError, load_published

@@ -23,7 +23,7 @@ from symbiotic_assets.search.text import COMMIT_TEXT_VERSION, commit_text
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
-    from symbiotic_assets.memory.embedder import IssueEmbedder
+    from symbiotic_assets.core.embedding import IssueEmbedder
     from symbiotic_assets.search.index import CommitCorpus
 
 DIMENSION = 384
@@ -92,7 +92,7 @@ def embed_repository(
     progress: Callable[[int, int], None] | None = None,
 ) -> EmbedResult:
     """Embed the reachable commits of ``repository`` that have no vector for the current model."""
-    from symbiotic_assets.memory.embedder import VectorCacheTable
+    from symbiotic_assets.core.embedding import VectorCacheTable
 
     ensure_search_schema(con)
     key = model_key(embedder)

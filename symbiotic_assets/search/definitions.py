@@ -6,8 +6,8 @@ module does not import torch: the embedder loads on the first asset that needs i
 
 import dagster as dg
 
+from symbiotic_assets.core.resources import EmbedderResource
 from symbiotic_assets.git.assets import repositories_partitions
-from symbiotic_assets.memory.resources import EmbedderResource
 from symbiotic_assets.search.assets import (
     COMMIT_EMBEDDINGS,
     RANKER_WEIGHTS,

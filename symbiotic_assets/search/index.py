@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from symbiotic_assets.core import publish as versioned
+from symbiotic_assets.core.publish import KEEP_VERSIONS, publish_version
 from symbiotic_assets.search.clicks import ClickBoost, ClickModel
 from symbiotic_assets.search.lexical import BM25Index
 from symbiotic_assets.search.ranker import (
@@ -37,8 +39,6 @@ from symbiotic_assets.search.ranker import (
     rank_feature,
 )
 from symbiotic_assets.search.text import ParsedQuery, tokenize
-from symbiotic_assets.serving import versioned
-from symbiotic_assets.serving.versioned import KEEP_VERSIONS, publish_version
 
 FORMAT_VERSION = 1
 ANN_MIN_DOCS = 50_000

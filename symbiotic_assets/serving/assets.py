@@ -3,9 +3,9 @@
 import dagster as dg
 
 from symbiotic_assets.analytics.assets import MART_ASSET_KEYS, MART_MODELS
-from symbiotic_assets.config import load_settings
+from symbiotic_assets.core.config import load_settings
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
 from symbiotic_assets.serving.publish import publish_snapshot
-from symbiotic_assets.warehouse import WAREHOUSE_POOL, WarehouseResource
 
 PUBLISHED_WAREHOUSE = dg.AssetKey(["serving", "published_warehouse"])
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from symbiotic_assets.warehouse import connect
+from symbiotic_assets.core.warehouse import connect
 
 SNAPSHOT_NAME = "warehouse.duckdb"
 # The catalog name readers see: a file's stem. dbt writes views against `warehouse.*`.

@@ -15,7 +15,7 @@ import pytest
 from gitrepo import build_standard_repo
 from test_webserver import free_port
 
-from symbiotic_assets.config import PROJECT_ROOT
+from symbiotic_assets.core.config import PROJECT_ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [

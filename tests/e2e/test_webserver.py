@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from symbiotic_assets.config import PROJECT_ROOT
+from symbiotic_assets.core.config import PROJECT_ROOT
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 import pytest
 
-from symbiotic_assets.memory.embedder import IssueEmbedder, VectorCacheTable, issue_text, path_words
+from symbiotic_assets.core.embedding import IssueEmbedder, VectorCacheTable, issue_text, path_words
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +111,7 @@ def test_importing_the_embedder_does_not_load_torch() -> None:
     import subprocess
 
     code = (
-        "import sys; import symbiotic_assets.memory.embedder, symbiotic_assets.memory.resources; "
+        "import sys; import symbiotic_assets.core.embedding, symbiotic_assets.core.resources; "
         "print('torch' in sys.modules, 'sentence_transformers' in sys.modules, 'onnxruntime' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -225,7 +225,7 @@ def test_batches_padded_per_batch_match_one_at_a_time(model_cache: Path) -> None
 
 
 def test_embedder_for_model_id_rebuilds_each_variant() -> None:
-    from symbiotic_assets.memory.embedder import embedder_for_model_id
+    from symbiotic_assets.core.embedding import embedder_for_model_id
 
     for variant in ("torch", "onnx", "onnx-int8", "onnx-int8-fused"):
         emb = embedder_for_model_id(f"all-MiniLM-L6-v2@{variant}|commit-text-v1")

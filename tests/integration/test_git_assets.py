@@ -13,7 +13,7 @@ import duckdb
 import pytest
 from gitrepo import build_standard_repo
 
-from symbiotic_assets.config import PROJECT_ROOT, RepositorySpec
+from symbiotic_assets.core.config import PROJECT_ROOT, RepositorySpec
 
 
 def load_defs() -> dg.Definitions:

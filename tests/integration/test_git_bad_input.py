@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from gitrepo import ALICE, BOB, GitRepoBuilder, build_standard_repo
 
-from symbiotic_assets.config import ConfigError, RepositorySpec, load_settings
+from symbiotic_assets.core.config import ConfigError, RepositorySpec, load_settings
 from symbiotic_assets.git.extract import compute_metrics, detect_merge_conflicts, refresh_repository
 from symbiotic_assets.git.repository import GitRepository, RepositoryError
 

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from gitrepo import ALICE, BOB, CAROL, GitRepoBuilder, build_standard_repo
 
-from symbiotic_assets.config import RepositorySpec
+from symbiotic_assets.core.config import RepositorySpec
 from symbiotic_assets.git.extract import compute_metrics, detect_merge_conflicts, refresh_repository
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from benchmarks.fix_history import KINDS, generate_history
-from symbiotic_assets.memory.store import MemoryStore
+from symbiotic_assets.events.store import MemoryStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODEL_CACHE = PROJECT_ROOT / ".pytest_cache" / "symbiotic-models"  # survives runs, never committed

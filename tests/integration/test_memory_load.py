@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from symbiotic_assets.events.store import MemoryStore
 from symbiotic_assets.memory.loader import load_memory
-from symbiotic_assets.memory.store import MemoryStore
 
 
 def attempt(i: int, success: bool = True) -> dict:

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from symbiotic_assets.memory.models import FixAttempt
-from symbiotic_assets.memory.store import MemoryStore
+from symbiotic_assets.events.models import FixAttempt
+from symbiotic_assets.events.store import MemoryStore
 
 PROCESSES = 8
 WRITES = 10_000

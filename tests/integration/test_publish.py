@@ -12,8 +12,8 @@ import duckdb
 import pytest
 
 from symbiotic_assets.analytics import api
+from symbiotic_assets.core.warehouse import WarehouseLockedError
 from symbiotic_assets.serving.publish import PublishError, publish_snapshot
-from symbiotic_assets.warehouse import WarehouseLockedError
 
 
 def make_warehouse(path: Path, rows: int) -> None:

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from benchmarks.fix_history import generate_history  # noqa: E402
 from benchmarks.replay_eval import beaten_by, embed_history, format_table, replay  # noqa: E402
-from symbiotic_assets.memory.embedder import IssueEmbedder  # noqa: E402
+from symbiotic_assets.core.embedding import IssueEmbedder  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

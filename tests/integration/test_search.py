@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 from gitrepo import ALICE, BOB, CAROL, GitRepoBuilder
 
-from symbiotic_assets.config import PROJECT_ROOT
+from symbiotic_assets.core.config import PROJECT_ROOT
 
 MODEL_CACHE = PROJECT_ROOT / ".pytest_cache" / "symbiotic-models"  # survives runs, never committed
 
@@ -57,11 +57,11 @@ def build_search_repo(path: Path) -> dict[str, str]:
 
 
 def search_defs() -> dg.Definitions:
-    from symbiotic_assets.config import load_settings
+    from symbiotic_assets.core.config import load_settings
+    from symbiotic_assets.core.resources import EmbedderResource
+    from symbiotic_assets.core.warehouse import WarehouseResource
     from symbiotic_assets.git.definitions import defs as git_defs
-    from symbiotic_assets.memory.resources import EmbedderResource
     from symbiotic_assets.search.definitions import defs as search
-    from symbiotic_assets.warehouse import WarehouseResource
 
     shared = dg.Definitions(
         resources={
@@ -160,8 +160,8 @@ def test_filters(published):
 
 
 def test_embedding_is_incremental_and_vectors_are_unit(published):
-    from symbiotic_assets.config import load_settings
-    from symbiotic_assets.warehouse import connect
+    from symbiotic_assets.core.config import load_settings
+    from symbiotic_assets.core.warehouse import connect
 
     first = materialization(published["results"]["search_embed"], ["search", "commit_embeddings"])
     assert first["new_vectors"] == 9  # 8 commits and the merge
@@ -181,7 +181,7 @@ def test_embedding_is_incremental_and_vectors_are_unit(published):
 
 
 def test_search_works_while_another_process_holds_the_warehouse(published):
-    from symbiotic_assets.config import load_settings
+    from symbiotic_assets.core.config import load_settings
     from symbiotic_assets.search import api
 
     api._indexes.clear()  # force a fresh load from the published files
@@ -212,7 +212,7 @@ def test_search_works_while_another_process_holds_the_warehouse(published):
 
 
 def test_clicks_are_recorded_learned_published_and_used(published):
-    from symbiotic_assets.memory.store import list_events
+    from symbiotic_assets.events.store import list_events
     from symbiotic_assets.search.api import record_click, record_search, semantic_search
     from symbiotic_assets.search.index import load_published
 

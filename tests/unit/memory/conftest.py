@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from symbiotic_assets.memory.store import MemoryStore
+from symbiotic_assets.events.store import MemoryStore
 
 
 @pytest.fixture

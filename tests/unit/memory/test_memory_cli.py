@@ -9,8 +9,8 @@ import typer
 from memory_records import attempt
 from typer.testing import CliRunner
 
+from symbiotic_assets.events.store import MemoryStore
 from symbiotic_assets.memory.cli import import_command, record_app
-from symbiotic_assets.memory.store import MemoryStore
 
 app = typer.Typer()
 app.add_typer(record_app, name="record")

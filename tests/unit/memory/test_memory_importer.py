@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from memory_records import attempt
 
-from symbiotic_assets.memory.importer import BATCH_LINES, import_jsonl
-from symbiotic_assets.memory.store import MemoryStore
+from symbiotic_assets.events.importer import BATCH_LINES, import_jsonl
+from symbiotic_assets.events.store import MemoryStore
 
 GOOD = [
     json.dumps(attempt(1)),  # no type: a fix attempt

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from memory_records import attempt
 
-from symbiotic_assets.memory.store import (
+from symbiotic_assets.events.store import (
     LATEST_VERSION,
     MIGRATIONS,
     MemoryStore,

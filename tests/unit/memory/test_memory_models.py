@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from memory_records import attempt
 
-from symbiotic_assets.memory.models import (
+from symbiotic_assets.events.models import (
     FixAttempt,
     InvalidRecordError,
     RecommendationFeedback,

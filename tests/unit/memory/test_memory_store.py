@@ -9,20 +9,20 @@ from pathlib import Path
 import pytest
 from memory_records import attempt
 
-from symbiotic_assets.memory import store as memory
-from symbiotic_assets.memory.models import (
+from symbiotic_assets.events.models import (
     FixAttempt,
     InvalidRecordError,
     SearchClick,
     SessionEvent,
     SkillInvocation,
 )
-from symbiotic_assets.memory.store import (
+from symbiotic_assets.events.store import (
     LATEST_VERSION,
     FixAttemptNotFoundError,
     MemoryStore,
     MemoryStoreError,
 )
+from symbiotic_assets.events import store as memory
 
 
 def test_file_is_wal_with_busy_timeout(tmp_path: Path):

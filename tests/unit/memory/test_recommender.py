@@ -255,7 +255,7 @@ def test_bulk_loaded_memory_matches_row_by_row() -> None:
 
 
 def test_ivf_index_recall_and_save_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from symbiotic_assets.memory.vector_index import ExactIndex, IVFIndex, load_index, recall_at_k
+    from symbiotic_assets.core.vectors import ExactIndex, IVFIndex, load_index, recall_at_k
 
     rng = np.random.default_rng(4)
     centres = rng.standard_normal((50, 32)).astype(np.float32)

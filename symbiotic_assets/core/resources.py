@@ -12,7 +12,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import PrivateAttr
 
-from symbiotic_assets.memory.embedder import DEFAULT_MODEL, IssueEmbedder
+from symbiotic_assets.core.embedding import DEFAULT_MODEL, IssueEmbedder
 
 
 class EmbedderResource(dg.ConfigurableResource):

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from symbiotic_assets.memory.models import InvalidRecordError, MemoryRecord, validate_record
-from symbiotic_assets.memory.store import MemoryStore
+from symbiotic_assets.events.models import InvalidRecordError, MemoryRecord, validate_record
+from symbiotic_assets.events.store import MemoryStore
 
 BATCH_LINES = 500
 MAX_RAW_CHARS = 65_536

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from symbiotic_assets.memory.models import (
+from symbiotic_assets.events.models import (
     EVENT_MODELS,
     EventRecord,
     FixAttempt,
@@ -247,7 +247,7 @@ class Recorded(NamedTuple):
 def default_store_path() -> Path:
     """``$SYMBIOTIC_HOME/memory.sqlite``, read when called so that tests and
     deployments that change the environment get their own file."""
-    from symbiotic_assets.config import load_settings
+    from symbiotic_assets.core.config import load_settings
 
     return load_settings().memory_store
 
