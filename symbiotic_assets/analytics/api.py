@@ -195,20 +195,61 @@ def get_git_velocity_dashboard(
     }
 
 
+def _repository_name(con: duckdb.DuckDBPyConnection, repository: str | Path) -> str:
+    """The partition name of a repository given by name or path, or a LookupError naming it."""
+    if not str(repository).strip():
+        raise ValueError("repository: empty; pass a repository name or path")
+    found = con.execute(
+        "SELECT repository FROM git.repositories WHERE repository = ? OR repository_path = ?",
+        [str(repository), _resolve(repository)],
+    ).fetchall()
+    if not found:
+        known = [r[0] for r in con.execute("SELECT repository FROM git.repositories").fetchall()]
+        raise LookupError(
+            f"repository {str(repository)!r} is not in the published snapshot "
+            f"(known: {', '.join(sorted(known)) or 'none'}); is it configured and has "
+            "analytics_refresh run since it was added?"
+        )
+    return str(found[0][0])
+
+
+def get_velocity(
+    repository: str | Path,
+    days_back: int = 30,
+    *,
+    as_of: dt.datetime | dt.date | None = None,
+    snapshot: str | Path | None = None,
+) -> float:
+    """Average commits per day over the ``days_back`` UTC days ending at ``as_of`` (today).
+
+    Reads marts.fct_commit_velocity_daily, the one definition of commit velocity: each
+    commit reachable from any ref counted once, by its author date in UTC, merges
+    included; days without commits count as 0. ``repository`` is a name or a path.
+    """
+    if isinstance(days_back, bool) or not isinstance(days_back, int) or days_back < 1:
+        raise ValueError(f"days_back: must be an integer >= 1, got {days_back!r}")
+    since, until = _window(days_back, as_of)
+    with open_snapshot(snapshot) as con:
+        name = _repository_name(con, repository)
+        row = con.execute(
+            "SELECT coalesce(sum(commits), 0) FROM marts.fct_commit_velocity_daily "
+            "WHERE repository = ? AND commit_date BETWEEN ? AND ?",
+            [name, since, until],
+        ).fetchone()
+    return (int(row[0]) if row else 0) / days_back
+
+
 def get_repository_health(
     repo_path: str | Path, *, snapshot: str | Path | None = None
 ) -> dict[str, Any]:
     """The repository's row of dim_repository_health (by path or partition name)."""
     with open_snapshot(snapshot) as con:
-        rows = _rows(
-            con,
-            "SELECT * FROM marts.dim_repository_health WHERE repository_path = ? OR repository = ?",
-            [_resolve(repo_path), str(repo_path)],
-        )
+        name = _repository_name(con, repo_path)
+        rows = _rows(con, "SELECT * FROM marts.dim_repository_health WHERE repository = ?", [name])
     if not rows:
         raise LookupError(
-            f"repository {str(repo_path)!r} is not in the published snapshot; is it configured "
-            "and has analytics_refresh run since it was added?"
+            f"repository {str(repo_path)!r} has no row in marts.dim_repository_health yet; "
+            "run analytics_refresh"
         )
     return rows[0]
 

@@ -55,8 +55,8 @@ def ensure_source_tables(warehouse: WarehouseResource) -> None:
     store never received an event (or whose git assets have not run) would otherwise fail
     the whole build instead of producing empty marts.
     """
+    from symbiotic_assets.core.schema import ensure_memory_schema
     from symbiotic_assets.core.warehouse import ensure_git_schema
-    from symbiotic_assets.memory.loader import ensure_memory_schema
 
     with warehouse.connect() as con:
         ensure_git_schema(con)

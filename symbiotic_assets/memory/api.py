@@ -1,4 +1,4 @@
-"""The memory's Python API: recommend a strategy, record attempts and feedback, git figures.
+"""The memory's Python API: recommend a strategy, record attempts and feedback.
 
 ``recommend_strategy`` reads only what ``memory/recommender_index`` published
 (``$SYMBIOTIC_HOME/published/recommender``) and embeds the issue at query time
@@ -8,8 +8,8 @@ reloaded when the pointer names a new version. Before anything is published it
 answers "no history yet" instead of raising.
 
 Recording goes straight to the memory store (re-exported here so that one import
-path serves agents). ``get_velocity`` and ``get_repository_health`` read the
-published warehouse snapshot.
+path serves agents). Git figures (``get_velocity``, ``get_repository_health``) are in
+``analytics.api``; ``symbiotic_assets.api`` gathers every public function in one place.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ __all__ = [
     "Evidence",
     "StrategyRecommendation",
     "get_fix_attempt",
-    "get_repository_health",
-    "get_velocity",
     "list_fix_attempts",
     "record_feedback",
     "record_fix_attempt",
@@ -220,70 +218,3 @@ def recommend_strategy(
         ],  # fmt: skip
         index_version=published.version,
     )
-
-
-def _as_of_date(as_of: dt.datetime | dt.date | None) -> dt.date:
-    if as_of is None:
-        return dt.datetime.now(dt.UTC).date()
-    if isinstance(as_of, dt.datetime):
-        return (as_of.astimezone(dt.UTC) if as_of.tzinfo else as_of).date()
-    if isinstance(as_of, dt.date):
-        return as_of
-    raise ValueError(f"as_of: expected a date or datetime, got {as_of!r}")
-
-
-def get_velocity(
-    repository: str | Path,
-    days_back: int = 30,
-    *,
-    as_of: dt.datetime | dt.date | None = None,
-    snapshot: str | Path | None = None,
-) -> float:
-    """Average commits per day over the ``days_back`` UTC days ending at ``as_of`` (today).
-
-    Counts each commit reachable from any ref once, by its author date in UTC;
-    days without commits count as 0, merges included. ``repository`` is a
-    repository name (partition) or its path. Reads the published snapshot.
-    """
-    from symbiotic_assets.analytics.api import open_snapshot
-
-    if isinstance(days_back, bool) or not isinstance(days_back, int) or days_back < 1:
-        raise ValueError(f"days_back: must be an integer >= 1, got {days_back!r}")
-    if not str(repository).strip():
-        raise ValueError("repository: empty; pass a repository name or path")
-    end = _as_of_date(as_of)
-    start = end - dt.timedelta(days=days_back - 1)
-    resolved = str(Path(repository).expanduser().resolve())
-    with open_snapshot(snapshot) as con:
-        found = con.execute(
-            "SELECT repository FROM git.repositories WHERE repository = ? OR repository_path = ?",
-            [str(repository), resolved],
-        ).fetchall()
-        if not found:
-            known = [
-                r[0] for r in con.execute("SELECT repository FROM git.repositories").fetchall()
-            ]
-            raise LookupError(
-                f"repository {str(repository)!r} is not in the published snapshot "
-                f"(known: {', '.join(sorted(known)) or 'none'})"
-            )
-        row = con.execute(
-            """
-            SELECT count(DISTINCT hash) FROM git.commits
-            WHERE repository = ? AND is_reachable
-              AND CAST(authored_at AS DATE) BETWEEN ? AND ?
-            """,
-            [found[0][0], start, end],
-        ).fetchone()
-    return (int(row[0]) if row else 0) / days_back
-
-
-def get_repository_health(
-    repository: str | Path, *, snapshot: str | Path | None = None
-) -> dict[str, Any]:
-    """The repository's row of ``dim_repository_health`` (see ``analytics.api``)."""
-    from symbiotic_assets.analytics.api import get_repository_health as health
-
-    if not str(repository).strip():
-        raise ValueError("repository: empty; pass a repository name or path")
-    return health(repository, snapshot=snapshot)

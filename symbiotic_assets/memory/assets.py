@@ -7,8 +7,9 @@ The learning assets (job ``memory_learn``) are thin: they read the warehouse,
 call the pure functions of ``learning.py`` and write the result back:
 ``memory/fix_attempt_embeddings`` (new attempts only), ``memory/strategy_weights``
 (replay, calibration, pattern weights; state kept in ``memory.recommender_state``
-so each run continues from the last), ``memory/strategy_effectiveness`` (SQL) and
-``memory/recommender_index`` (the files the API reads, published atomically).
+so each run continues from the last) and ``memory/recommender_index`` (the files the
+API reads, published atomically). Strategy effectiveness is a dbt mart
+(``marts.fct_strategy_effectiveness``), defined there only.
 """
 
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ import duckdb
 
 from symbiotic_assets.core.config import load_settings
 from symbiotic_assets.core.resources import EmbedderResource
+from symbiotic_assets.core.schema import DIMENSION, ensure_learning_schema
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
-from symbiotic_assets.memory.loader import ensure_memory_schema, load_memory
+from symbiotic_assets.memory.loader import load_memory
 
 GROUP = "memory"
 FIX_ATTEMPTS = dg.AssetKey(["memory", "fix_attempts"])
@@ -29,29 +31,7 @@ FEEDBACK = dg.AssetKey(["memory", "recommendation_feedback"])
 EVENTS = dg.AssetKey(["memory", "events"])
 FIX_ATTEMPT_EMBEDDINGS = dg.AssetKey(["memory", "fix_attempt_embeddings"])
 STRATEGY_WEIGHTS = dg.AssetKey(["memory", "strategy_weights"])
-STRATEGY_EFFECTIVENESS = dg.AssetKey(["memory", "strategy_effectiveness"])
 RECOMMENDER_INDEX = dg.AssetKey(["memory", "recommender_index"])
-DIMENSION = 384
-
-LEARNING_SCHEMA_SQL = f"""
-CREATE TABLE IF NOT EXISTS memory.fix_attempt_embeddings (
-    attempt_id BIGINT NOT NULL,            -- memory.fix_attempts.id
-    model VARCHAR NOT NULL,                -- IssueEmbedder.model_id: vectors of models never mix
-    text_sha256 VARCHAR NOT NULL,          -- cache key of the embedded issue text
-    vector FLOAT[{DIMENSION}] NOT NULL,    -- unit length
-    embedded_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (attempt_id, model)
-);
-
-CREATE TABLE IF NOT EXISTS memory.recommender_state (
-    version BIGINT NOT NULL,               -- increases by one per training run
-    trained_at TIMESTAMP NOT NULL,
-    model VARCHAR NOT NULL,
-    last_attempt_id BIGINT NOT NULL,       -- outcomes up to here are in the pattern weights
-    patterns INTEGER NOT NULL,
-    state_json VARCHAR NOT NULL            -- learning.LearnedState.to_json()
-);
-"""
 
 
 @dg.multi_asset(
@@ -123,8 +103,7 @@ def recommender_root() -> Path:
 
 
 def _ensure_learning_schema(con: Any) -> None:
-    ensure_memory_schema(con)
-    con.execute(LEARNING_SCHEMA_SQL)
+    ensure_learning_schema(con)
 
 
 _ATTEMPTS_WITH_VECTORS = """
@@ -370,54 +349,6 @@ def strategy_weights(
             "feedback_candidates": len(feedback),
             "weights": dg.MetadataValue.md(table),
         }
-    )
-
-
-@dg.asset(
-    key=STRATEGY_EFFECTIVENESS,
-    deps=[FIX_ATTEMPTS],
-    group_name=GROUP,
-    pool=WAREHOUSE_POOL,
-    check_specs=[dg.AssetCheckSpec("rates_within_0_1", asset=STRATEGY_EFFECTIVENESS)],
-    description="memory.strategy_effectiveness: per agent:strategy, per issue type and per both, "
-    "attempts, successes, failures, rate (failures count), smoothed rate, last attempted and last "
-    "successful. Same counting as the dbt mart fct_strategy_effectiveness, without waiting for it.",
-)
-def strategy_effectiveness_table(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> Iterator:
-    from symbiotic_assets.memory.learning import EFFECTIVENESS_SQL
-
-    with warehouse.connect() as con:
-        _ensure_learning_schema(con)
-        con.execute(EFFECTIVENESS_SQL)
-        counts = dict(
-            con.execute(
-                "SELECT scope, count(*) FROM memory.strategy_effectiveness GROUP BY scope"
-            ).fetchall()
-        )
-        bad = con.execute(
-            "SELECT count(*) FROM memory.strategy_effectiveness WHERE rate NOT BETWEEN 0 AND 1 "
-            "OR smoothed_rate NOT BETWEEN 0 AND 1 OR successes > attempts"
-        ).fetchone()
-        top = con.execute(
-            "SELECT key, attempts, successes, rate FROM memory.strategy_effectiveness "
-            "WHERE scope = 'agent_strategy' ORDER BY smoothed_rate DESC, attempts DESC LIMIT 10"
-        ).fetchall()
-    n_bad = int(bad[0]) if bad else 0
-    context.log.info(f"strategy effectiveness rows by scope: {counts}")
-    preview = "| agent:strategy | attempts | successes | rate |\n|---|---|---|---|\n" + "\n".join(
-        f"| {k} | {n} | {s} | {r:.2f} |" for k, n, s, r in top
-    )
-    yield dg.MaterializeResult(
-        metadata={
-            "rows": sum(counts.values()),
-            "by_scope": dg.MetadataValue.json(counts),
-            "top": dg.MetadataValue.md(preview),
-        }
-    )
-    yield dg.AssetCheckResult(
-        check_name="rates_within_0_1", passed=n_bad == 0, metadata={"bad_rows": n_bad}
     )
 
 

@@ -21,7 +21,6 @@ from symbiotic_assets.memory.assets import (
     fix_attempt_embeddings,
     memory_tables,
     recommender_index,
-    strategy_effectiveness_table,
     strategy_weights,
 )
 
@@ -33,11 +32,9 @@ memory_load_job = dg.define_asset_job(
 
 memory_learn_job = dg.define_asset_job(
     "memory_learn",
-    selection=dg.AssetSelection.assets(
-        fix_attempt_embeddings, strategy_weights, strategy_effectiveness_table, recommender_index
-    ),
+    selection=dg.AssetSelection.assets(fix_attempt_embeddings, strategy_weights, recommender_index),
     description="Embed new fix attempts, update strategy weights and calibration from new "
-    "outcomes, rebuild strategy effectiveness, publish the recommender.",
+    "outcomes, publish the recommender.",
 )
 
 
@@ -102,7 +99,6 @@ defs = dg.Definitions(
         memory_tables,
         fix_attempt_embeddings,
         strategy_weights,
-        strategy_effectiveness_table,
         recommender_index,
     ],
     jobs=[memory_load_job, memory_learn_job],

@@ -270,37 +270,3 @@ def _id(record: AttemptRecord) -> int:
         return int(record.attempt_id or 0)
     except ValueError:
         return 0
-
-
-#: Per agent:strategy, per issue type and per (issue type, agent:strategy), from the non-deleted
-#: attempts: the same counting as the dbt mart ``fct_strategy_effectiveness`` (failures in
-#: the denominator, smoothed rate (s + 1) / (n + 2)), kept in the warehouse for the
-#: learning job so it does not wait for the daily dbt run.
-EFFECTIVENESS_SQL = """
-CREATE OR REPLACE TABLE memory.strategy_effectiveness AS
-WITH a AS (
-    SELECT issue_type, agent, strategy, agent || ':' || strategy AS agent_strategy,
-           success, "timestamp" AS attempted_at
-    FROM memory.fix_attempts WHERE NOT deleted
-), scoped AS (
-    SELECT 'agent_strategy' AS scope, agent_strategy AS key, NULL::VARCHAR AS issue_type,
-           agent, strategy, success, attempted_at FROM a
-    UNION ALL
-    SELECT 'issue_type', issue_type, issue_type, NULL, NULL, success, attempted_at FROM a
-    UNION ALL
-    SELECT 'issue_type_agent_strategy', issue_type || '|' || agent_strategy, issue_type,
-           agent, strategy, success, attempted_at FROM a
-)
-SELECT scope, key, any_value(issue_type) AS issue_type, any_value(agent) AS agent,
-       any_value(strategy) AS strategy,
-       count(*) AS attempts,
-       count(*) FILTER (WHERE success) AS successes,
-       count(*) FILTER (WHERE NOT success) AS failures,
-       count(*) FILTER (WHERE success) / count(*)::DOUBLE AS rate,
-       (count(*) FILTER (WHERE success) + 1) / (count(*) + 2)::DOUBLE AS smoothed_rate,
-       max(attempted_at) AS last_attempted,
-       max(attempted_at) FILTER (WHERE success) AS last_successful
-FROM scoped
-GROUP BY scope, key
-ORDER BY scope, key
-"""

@@ -18,64 +18,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from symbiotic_assets.core.schema import ensure_memory_schema
 from symbiotic_assets.events.store import MemoryStore
-
-MEMORY_SCHEMA_SQL = """
-CREATE SCHEMA IF NOT EXISTS memory;
-
-CREATE TABLE IF NOT EXISTS memory.fix_attempts (
-    id BIGINT NOT NULL,                    -- id in the memory store
-    idempotency_key VARCHAR NOT NULL,
-    issue_type VARCHAR NOT NULL,
-    message VARCHAR NOT NULL,
-    file_path VARCHAR,
-    line_number INTEGER,
-    stage VARCHAR NOT NULL,
-    agent VARCHAR NOT NULL,
-    strategy VARCHAR NOT NULL,
-    success BOOLEAN NOT NULL,
-    session_id VARCHAR,
-    timestamp TIMESTAMP NOT NULL,          -- UTC
-    project VARCHAR,
-    language VARCHAR,
-    recorded_at TIMESTAMP,
-    updated_at TIMESTAMP,
-    deleted BOOLEAN NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS memory.recommendation_feedback (
-    id BIGINT NOT NULL,
-    idempotency_key VARCHAR NOT NULL,
-    recommendation_id VARCHAR NOT NULL,
-    fix_attempt_id BIGINT,
-    issue_type VARCHAR,
-    agent VARCHAR,
-    strategy VARCHAR,
-    shown BOOLEAN NOT NULL,
-    followed BOOLEAN NOT NULL,
-    outcome VARCHAR NOT NULL,              -- succeeded | failed | unknown
-    confidence DOUBLE,
-    session_id VARCHAR,
-    project VARCHAR,
-    timestamp TIMESTAMP NOT NULL,
-    recorded_at TIMESTAMP
-);
-
-CREATE TABLE IF NOT EXISTS memory.events (
-    id BIGINT NOT NULL,
-    idempotency_key VARCHAR NOT NULL,
-    event_type VARCHAR NOT NULL,           -- session | skill_invocation | search | search_click | ...
-    payload JSON NOT NULL,
-    timestamp TIMESTAMP NOT NULL,
-    recorded_at TIMESTAMP
-);
-
-CREATE TABLE IF NOT EXISTS memory.load_state (
-    source_table VARCHAR NOT NULL,
-    last_id BIGINT NOT NULL,
-    loaded_at TIMESTAMP
-);
-"""
 
 PAGE = 50_000
 
@@ -91,10 +35,6 @@ class LoadResult:
     @property
     def total(self) -> int:
         return self.fix_attempts + self.corrected_attempts + self.feedback + self.events
-
-
-def ensure_memory_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(MEMORY_SCHEMA_SQL)
 
 
 def _high_water(con: duckdb.DuckDBPyConnection, source: str) -> int:
@@ -211,69 +151,6 @@ def load_memory(store_path: str | Path, con: duckdb.DuckDBPyConnection) -> LoadR
                 for t in page["event_type"]:
                     result.events_by_type[t] = result.events_by_type.get(t, 0) + 1
                 result.events += len(rows)
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-    return result
-    with MemoryStore(store_path) as store:
-        # fix attempts, then corrections of attempts loaded earlier
-        con.execute("BEGIN TRANSACTION")
-        try:
-            last = _high_water(con, "fix_attempts")
-            while rows := store.read_since("fix_attempts", last, limit=PAGE):
-                result.fix_attempts += _replace_attempts(con, rows)
-                last = int(rows[-1]["id"])
-            _set_high_water(con, "fix_attempts", last)
-
-            last_corr = _high_water(con, "fix_attempt_corrections")
-            while corrections := store.read_since("fix_attempt_corrections", last_corr, limit=PAGE):
-                ids = sorted({int(c["fix_attempt_id"]) for c in corrections})
-                current = store.read_by_ids("fix_attempts", ids)
-                result.corrected_attempts += _replace_attempts(con, current)
-                last_corr = int(corrections[-1]["id"])
-            _set_high_water(con, "fix_attempt_corrections", last_corr)
-
-            last_fb = _high_water(con, "recommendation_feedback")
-            while rows := store.read_since("recommendation_feedback", last_fb, limit=PAGE):
-                page = pd.DataFrame(rows)
-                con.register("page", page)
-                try:
-                    con.execute(
-                        f"""
-                        INSERT INTO memory.recommendation_feedback
-                        SELECT id, idempotency_key, recommendation_id, fix_attempt_id, issue_type, agent,
-                               strategy, shown::INTEGER = 1, followed::INTEGER = 1, outcome, confidence,
-                               session_id, project, {_ts("timestamp")}, {_ts("recorded_at")}
-                        FROM page WHERE id NOT IN (SELECT id FROM memory.recommendation_feedback)
-                        """
-                    )
-                finally:
-                    con.unregister("page")
-                result.feedback += len(rows)
-                last_fb = int(rows[-1]["id"])
-            _set_high_water(con, "recommendation_feedback", last_fb)
-
-            last_ev = _high_water(con, "events")
-            while rows := store.read_since("events", last_ev, limit=PAGE):
-                page = pd.DataFrame(rows)
-                con.register("page", page)
-                try:
-                    con.execute(
-                        f"""
-                        INSERT INTO memory.events
-                        SELECT id, idempotency_key, event_type, payload::JSON, {_ts("timestamp")},
-                               {_ts("recorded_at")}
-                        FROM page WHERE id NOT IN (SELECT id FROM memory.events)
-                        """
-                    )
-                finally:
-                    con.unregister("page")
-                for t in page["event_type"]:
-                    result.events_by_type[t] = result.events_by_type.get(t, 0) + 1
-                result.events += len(rows)
-                last_ev = int(rows[-1]["id"])
-            _set_high_water(con, "events", last_ev)
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

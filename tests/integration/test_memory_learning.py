@@ -170,28 +170,6 @@ def test_strategy_weights_metadata_and_state(learned: dict) -> None:
         "shown": 1, "followed": 1, "succeeded": 1}  # fmt: skip
 
 
-def test_effectiveness_counts_failures(learned: dict) -> None:
-    history = learned["history"]
-    assert checks_passed(learned["first"])["rates_within_0_1"]
-    tried = [a for a in history.attempts if a.agent_strategy == "SecurityAgent:security_fix"]
-    with duckdb.connect(str(learned["home"] / "warehouse.duckdb"), read_only=True) as con:
-        row = con.execute(
-            "SELECT attempts, successes, failures, rate, last_attempted, last_successful "
-            "FROM memory.strategy_effectiveness WHERE scope = 'agent_strategy' AND key = ?",
-            ["SecurityAgent:security_fix"],
-        ).fetchone()
-        by_type = con.execute(
-            "SELECT sum(attempts) FROM memory.strategy_effectiveness WHERE scope = 'issue_type'"
-        ).fetchone()
-    ok = [a for a in tried if a.success]
-    assert row[:3] == (len(tried), len(ok), len(tried) - len(ok))
-    assert row[3] == pytest.approx(len(ok) / len(tried))
-    assert 0 < row[3] < 1
-    assert row[4] == (max(a.timestamp for a in tried) + learned["shift"]).replace(tzinfo=None)
-    assert row[5] == (max(a.timestamp for a in ok) + learned["shift"]).replace(tzinfo=None)
-    assert by_type == (360,)
-
-
 def test_sql_injection_gets_security_fix_with_evidence(learned: dict) -> None:
     from symbiotic_assets.memory.api import recommend_strategy
 
@@ -263,8 +241,8 @@ def test_velocity_and_recommend_while_warehouse_is_locked(learned: dict, tmp_pat
     from gitrepo import build_standard_repo
 
     from symbiotic_assets.analytics.project import prepare_dbt_manifest
+    from symbiotic_assets.api import get_repository_health, get_velocity, recommend_strategy
     from symbiotic_assets.definitions import build_definitions
-    from symbiotic_assets.memory.api import get_repository_health, get_velocity, recommend_strategy
 
     built = build_standard_repo(tmp_path / "std")
     git = built["builder"]
@@ -344,34 +322,3 @@ def test_old_learned_states_are_pruned_newest_kept(tmp_path: Path) -> None:
         assert rows == [(4, 40), (5, 50)]
         with pytest.raises(ValueError, match="keep=0"):
             prune_recommender_state(con, keep=0)
-
-
-def test_effectiveness_sql_counts_failures_and_dates(tmp_path: Path) -> None:
-    from symbiotic_assets.memory.learning import EFFECTIVENESS_SQL
-    from symbiotic_assets.memory.loader import ensure_memory_schema
-
-    now = datetime(2025, 6, 1, 12)
-    # (agent, strategy, success, days ago, deleted)
-    rows = [("A", "a", True, 10, False), ("A", "a", False, 2, False), ("B", "b", False, 1, False),
-            ("B", "b", True, 0, True)]  # fmt: skip
-    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
-        ensure_memory_schema(con)
-        for i, (agent, strategy, ok, days, deleted) in enumerate(rows, start=1):
-            con.execute(
-                "INSERT INTO memory.fix_attempts (id, idempotency_key, issue_type, message, stage, "
-                "agent, strategy, success, timestamp, deleted) "
-                "VALUES (?, ?, 'security', 'msg', 'bandit', ?, ?, ?, ?, ?)",
-                [i, f"k{i}", agent, strategy, ok, now - timedelta(days=days), deleted],
-            )
-        con.execute(EFFECTIVENESS_SQL)
-        found = con.execute(
-            "SELECT scope, key, attempts, successes, rate, last_attempted, last_successful "
-            "FROM memory.strategy_effectiveness"
-        ).fetchall()
-    summary = {(scope, key): rest for scope, key, *rest in found}
-    attempts, successes, rate, last_attempted, last_successful = summary[("agent_strategy", "A:a")]
-    assert (attempts, successes, rate) == (2, 1, 0.5)
-    assert last_successful is not None and last_successful < last_attempted
-    _, _, b_rate, _, b_last_successful = summary[("agent_strategy", "B:b")]
-    assert b_rate == 0.0 and b_last_successful is None  # the deleted success does not count
-    assert summary[("issue_type", "security")][0] == 3
