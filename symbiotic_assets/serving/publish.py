@@ -28,6 +28,10 @@ import duckdb
 from symbiotic_assets.core.warehouse import connect
 
 SNAPSHOT_NAME = "warehouse.duckdb"
+# Readers run as other users (the Grafana container is uid 472): the snapshot must be
+# world-readable and its folder world-listable, whatever the publishing process's umask.
+SNAPSHOT_MODE = 0o644
+FOLDER_MODE = 0o755
 # The catalog name readers see: a file's stem. dbt writes views against `warehouse.*`.
 SNAPSHOT_CATALOG = "warehouse"
 # The newest storage format the Grafana DuckDB plugin's embedded DuckDB (1.5.x) reads.
@@ -61,6 +65,17 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def ensure_readable_folder(path: Path) -> None:
+    """Add read and list permission for everyone to ``path`` (never removes any bit).
+
+    ``mkdir`` applies the umask, so a publisher started under ``umask 077`` would create a
+    folder the Grafana container cannot enter.
+    """
+    mode = path.stat().st_mode & 0o7777
+    if mode & FOLDER_MODE != FOLDER_MODE:
+        os.chmod(path, mode | FOLDER_MODE)
 
 
 def _header(path: Path) -> tuple[int, str]:
@@ -157,10 +172,15 @@ def publish_snapshot(
         )
     target_dir = Path(published_dir).expanduser().resolve()
     target_dir.mkdir(parents=True, exist_ok=True)
+    ensure_readable_folder(target_dir)
     target = target_dir / SNAPSHOT_NAME
 
     fd, tmp_name = tempfile.mkstemp(prefix=".warehouse.", suffix=".publishing", dir=target_dir)
-    os.close(fd)
+    try:
+        # mkstemp creates 0600 files (private by design); the snapshot is for every reader.
+        os.fchmod(fd, SNAPSHOT_MODE)
+    finally:
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
         # Holding the connection keeps other writers out while the bytes are copied.
