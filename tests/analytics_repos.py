@@ -1,7 +1,7 @@
 """Two repositories whose every analytics figure is known by construction.
 
 Built with git itself (fixed dates and identities) and run through the real extraction
-(``refresh_repository``, ``detect_merge_conflicts``, ``compute_metrics``), so the marts,
+(``refresh_repository``, ``detect_merge_conflicts``), so the marts,
 the published snapshot and every Grafana panel are tested on what production writes.
 
 ``alpha`` (a local clone with a reflog), dates UTC unless noted:
@@ -58,7 +58,7 @@ from pathlib import Path
 from gitrepo import GitRepoBuilder
 
 from symbiotic_assets.core.config import RepositorySpec
-from symbiotic_assets.git.extract import compute_metrics, detect_merge_conflicts, refresh_repository
+from symbiotic_assets.git.extract import detect_merge_conflicts, refresh_repository
 
 AS_OF = "2024-04-01 00:00:00"
 ALICE = ("Alice Example", "alice@example.com")
@@ -134,7 +134,6 @@ def build_beta(path: Path) -> tuple[GitRepoBuilder, dict[str, str]]:
 def extract(warehouse: Path, spec: RepositorySpec) -> None:
     refresh_repository(str(warehouse), spec)
     detect_merge_conflicts(str(warehouse), spec, workers=2)
-    compute_metrics(str(warehouse), spec)
 
 
 def build_analytics_fixture(root: Path) -> AnalyticsFixture:

@@ -119,15 +119,10 @@ CREATE TABLE IF NOT EXISTS git.merges (
     merged_at TIMESTAMP                    -- committer date, UTC
 );
 
-CREATE TABLE IF NOT EXISTS git.metrics (
-    repository_path VARCHAR NOT NULL,
-    repository VARCHAR NOT NULL,
-    timestamp TIMESTAMP NOT NULL,          -- start of the UTC day or hour
-    metric_type VARCHAR NOT NULL,
-    value DOUBLE
-);
-CREATE INDEX IF NOT EXISTS metrics_repository_timestamp ON git.metrics (repository_path, timestamp);
-CREATE INDEX IF NOT EXISTS metrics_metric_type ON git.metrics (metric_type);
+-- git.metrics (a long table of per-day counts) is gone: the dbt marts
+-- (fct_commit_velocity_daily and friends) are the one definition of each figure.
+DROP VIEW IF EXISTS staging.stg_git__metrics;
+DROP TABLE IF EXISTS git.metrics;
 """
 
 

@@ -12,7 +12,7 @@ import dagster as dg
 
 from symbiotic_assets.core.config import RepositorySpec, load_settings
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
-from symbiotic_assets.git.extract import compute_metrics, detect_merge_conflicts, refresh_repository
+from symbiotic_assets.git.extract import detect_merge_conflicts, refresh_repository
 from symbiotic_assets.git.repository import GitRepository, RepositoryError
 
 repositories_partitions = dg.DynamicPartitionsDefinition(name="repositories")
@@ -24,7 +24,6 @@ COMMIT_FILES = dg.AssetKey(["git", "commit_files"])
 REFS = dg.AssetKey(["git", "refs"])
 REF_EVENTS = dg.AssetKey(["git", "ref_events"])
 MERGES = dg.AssetKey(["git", "merges"])
-METRICS = dg.AssetKey(["git", "metrics"])
 
 
 class ProgressListener(Protocol):
@@ -218,52 +217,4 @@ def git_merges(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
         "merges_per_second": round(result.merges_per_second, 1)})  # fmt: skip
     dup = _duplicates(warehouse, "merges", "merge_hash", spec.name)
     yield dg.AssetCheckResult(check_name="no_duplicate_merges", passed=dup == 0,
-                              metadata={"duplicated_keys": dup})  # fmt: skip
-
-
-@dg.asset(
-    key=METRICS,
-    deps=[COMMITS, MERGES, REF_EVENTS, REPOSITORIES],
-    partitions_def=repositories_partitions,
-    group_name=GROUP,
-    pool=WAREHOUSE_POOL,
-    check_specs=[
-        dg.AssetCheckSpec("conflict_rate_within_bounds", asset=METRICS),
-        dg.AssetCheckSpec("no_duplicate_metrics", asset=METRICS),
-    ],
-    description="Long table (repository_path, timestamp, metric_type, value): commits per day and "
-    "hour (all, non-merge, merge), branch switches per day, two-parent merges, conflicts and "
-    "conflict rate per day.",
-)
-def git_metrics(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator:
-    spec = repository_for_partition(context.partition_key)
-    rows = compute_metrics(warehouse.database, spec)
-    with warehouse.connect() as con:
-        by_type = con.execute(
-            "SELECT metric_type, count(*), sum(value) FROM git.metrics WHERE repository = ? "
-            "GROUP BY 1 ORDER BY 1",
-            [spec.name],
-        ).fetchall()
-        bad_rate = con.execute(
-            "SELECT count(*) FROM git.metrics WHERE repository = ? "
-            "AND metric_type = 'merge_conflict_rate_per_day' AND NOT (value BETWEEN 0 AND 1)",
-            [spec.name],
-        ).fetchone()
-    context.log.info(f"{spec.name}: {rows} metric rows")
-    yield dg.MaterializeResult(metadata={
-        "repository": spec.name, "rows": rows,
-        "summary": dg.MetadataValue.md("| metric | rows | total |\n|---|---|---|\n" + "\n".join(
-            f"| {t} | {n} | {s:g} |" for t, n, s in by_type)),
-    })  # fmt: skip
-    bad = int(bad_rate[0]) if bad_rate else 0
-    yield dg.AssetCheckResult(check_name="conflict_rate_within_bounds", passed=bad == 0,
-                              metadata={"rows_outside_0_1": bad})  # fmt: skip
-    with warehouse.connect() as con:
-        row = con.execute(
-            "SELECT count(*) FROM (SELECT timestamp, metric_type FROM git.metrics WHERE repository = ? "
-            "GROUP BY ALL HAVING count(*) > 1)",
-            [spec.name],
-        ).fetchone()
-    dup = int(row[0]) if row else 0
-    yield dg.AssetCheckResult(check_name="no_duplicate_metrics", passed=dup == 0,
                               metadata={"duplicated_keys": dup})  # fmt: skip

@@ -6,14 +6,13 @@ from symbiotic_assets.core.config import ConfigError, load_settings
 from symbiotic_assets.git.assets import (
     git_history,
     git_merges,
-    git_metrics,
     repositories_partitions,
 )
 
 git_refresh_job = dg.define_asset_job(
     "git_refresh",
     selection=dg.AssetSelection.groups("git"),
-    description="Extract new history, re-merge new merges and recompute metrics for one repository.",
+    description="Extract new history and re-merge new merges of one repository.",
 )
 
 
@@ -53,7 +52,7 @@ def hourly_git_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequ
 
 
 defs = dg.Definitions(
-    assets=[git_history, git_merges, git_metrics],
+    assets=[git_history, git_merges],
     jobs=[git_refresh_job],
     sensors=[repository_discovery_sensor],
     schedules=[hourly_git_refresh],

@@ -25,7 +25,7 @@ from symbiotic_assets.core.config import RepositorySpec
 from symbiotic_assets.core.warehouse import connect, ensure_git_schema
 from symbiotic_assets.git.log_parser import LOG_ARGS, ColumnBatch, iter_batches
 from symbiotic_assets.git.reflog import RefEvent, parse_reflogs
-from symbiotic_assets.git.repository import GitRepository, Ref, RepositoryError
+from symbiotic_assets.git.repository import GitRepository, Ref
 
 ProgressFn = Callable[[int], None]
 DEFAULT_BRANCH_CANDIDATES = ("main", "master", "trunk", "develop")
@@ -527,72 +527,6 @@ def refresh_repository(
 
 def _run_with_stdin(repo: GitRepository, args: Sequence[str], lines: Sequence[str]) -> str:
     return b"".join(repo.stream(args, stdin_lines=lines)).decode()
-
-
-METRICS_SQL = """
-WITH repo AS (
-    SELECT repository, repository_path, has_reflog FROM git.repositories WHERE repository = $repo
-),
-live AS (
-    SELECT * FROM git.commits WHERE repository = $repo AND is_reachable
-),
-merges AS (
-    SELECT m.* FROM git.merges m JOIN live c ON c.hash = m.merge_hash
-    WHERE m.repository = $repo AND m.merge_kind = 'two_parent' AND m.status IN ('clean', 'conflict')
-),
-m AS (
-    SELECT date_trunc('day', authored_at) AS ts, 'commits_per_day' AS metric_type,
-           count(*)::DOUBLE AS value FROM live GROUP BY 1
-    UNION ALL
-    SELECT date_trunc('day', authored_at), 'non_merge_commits_per_day', count(*)::DOUBLE
-    FROM live WHERE NOT is_merge GROUP BY 1
-    UNION ALL
-    SELECT date_trunc('day', authored_at), 'merge_commits_per_day', count(*)::DOUBLE
-    FROM live WHERE is_merge GROUP BY 1
-    UNION ALL
-    SELECT date_trunc('hour', authored_at), 'commits_per_hour', count(*)::DOUBLE FROM live GROUP BY 1
-    UNION ALL
-    SELECT date_trunc('day', occurred_at), 'branch_switches_per_day', count(*)::DOUBLE
-    FROM git.ref_events
-    WHERE repository = $repo AND ref_name = 'HEAD' AND is_switch
-      AND (SELECT has_reflog FROM repo) GROUP BY 1
-    UNION ALL
-    SELECT date_trunc('day', merged_at), 'two_parent_merges_per_day', count(*)::DOUBLE
-    FROM merges GROUP BY 1
-    UNION ALL
-    SELECT date_trunc('day', merged_at), 'merge_conflicts_per_day',
-           count(*) FILTER (WHERE has_conflict)::DOUBLE FROM merges GROUP BY 1
-    UNION ALL
-    SELECT date_trunc('day', merged_at), 'merge_conflict_rate_per_day',
-           (count(*) FILTER (WHERE has_conflict))::DOUBLE / count(*) FROM merges GROUP BY 1
-)
-SELECT (SELECT repository_path FROM repo), $repo, ts, metric_type, value FROM m
-"""
-
-
-def compute_metrics(warehouse: str | Path, spec: RepositorySpec) -> int:
-    """Recompute one repository's rows of the long ``git.metrics`` table."""
-    with connect(warehouse) as con:
-        ensure_git_schema(con)
-        known = con.execute(
-            "SELECT count(*) FROM git.repositories WHERE repository = ?", [spec.name]
-        ).fetchone()
-        if not known or not known[0]:
-            raise RepositoryError(
-                spec.name, "has not been extracted yet; run refresh_repository first"
-            )
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("DELETE FROM git.metrics WHERE repository = ?", [spec.name])
-            con.execute(f"INSERT INTO git.metrics {METRICS_SQL}", {"repo": spec.name})
-            row = con.execute(
-                "SELECT count(*) FROM git.metrics WHERE repository = ?", [spec.name]
-            ).fetchone()
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-    return int(row[0]) if row else 0
 
 
 # The merge step lives in merges.py; these names stay importable from here.

@@ -96,7 +96,6 @@ def test_asset_graph_and_materialization_in_chromium(tmp_path: Path):
             _skip_community_dialog(page)
             for key in (
                 "git / merges",
-                "git / metrics",
                 "git / ref_events",
                 "git / refs",
             ):

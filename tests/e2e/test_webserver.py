@@ -58,7 +58,7 @@ def test_webserver_shows_git_assets(symbiotic_home: Path):
             time.sleep(1)
         assert data is not None and "data" in data, data
         keys = {"/".join(n["assetKey"]["path"]) for n in data["data"]["assetNodes"]}
-        assert {"git/commits", "git/merges", "git/metrics", "git/ref_events"} <= keys
+        assert {"git/commits", "git/merges", "git/ref_events"} <= keys
         groups = {
             n["groupName"] for n in data["data"]["assetNodes"] if n["assetKey"]["path"][0] == "git"
         }

@@ -27,7 +27,8 @@ def test_code_location_loads(symbiotic_home: Path):
     dg.Definitions.validate_loadable(defs)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"git/commits", "git/commit_files", "git/refs", "git/ref_events", "git/merges",
-            "git/metrics", "git/repositories"} <= keys  # fmt: skip
+            "git/repositories"} <= keys  # fmt: skip
+    assert "git/metrics" not in keys  # commit velocity is defined once, by the dbt marts
     assert defs.resolve_job_def("git_refresh") is not None
 
 
@@ -61,8 +62,6 @@ def test_partitions_fail_alone_and_checks_pass(symbiotic_home: Path, tmp_path: P
             "no_duplicate_commits": True,
             "no_duplicate_ref_events": True,
             "no_duplicate_merges": True,
-            "conflict_rate_within_bounds": True,
-            "no_duplicate_metrics": True,
         }
         mats = instance.fetch_materializations(dg.AssetKey(["git", "commits"]), limit=5).records
         assert len(mats) == 1 and mats[0].partition_key == "good"
@@ -119,17 +118,12 @@ def _git_log_numstat(path: Path) -> dict[str, tuple[int, int, int]]:
 def test_own_history_matches_git_log(tmp_path: Path):
     # the suite runs from a clone (as CI does); the project's own history is the subject
     assert (PROJECT_ROOT / ".git").exists(), f"{PROJECT_ROOT} is not a git checkout"
-    from symbiotic_assets.git.extract import (
-        compute_metrics,
-        detect_merge_conflicts,
-        refresh_repository,
-    )
+    from symbiotic_assets.git.extract import detect_merge_conflicts, refresh_repository
 
     spec = RepositorySpec("symbiotic", PROJECT_ROOT)
     warehouse = str(tmp_path / "own.duckdb")
     r = refresh_repository(warehouse, spec)
     detect_merge_conflicts(warehouse, spec)
-    compute_metrics(warehouse, spec)
     expected = _git_log_numstat(PROJECT_ROOT)
     with duckdb.connect(warehouse, read_only=True) as con:
         got = {
@@ -140,8 +134,8 @@ def test_own_history_matches_git_log(tmp_path: Path):
         }
         per_day = dict(
             con.execute(
-                "SELECT strftime(timestamp, '%Y-%m-%d'), value FROM git.metrics "
-                "WHERE metric_type = 'commits_per_day'"
+                "SELECT strftime(authored_at, '%Y-%m-%d'), count(*) FROM git.commits "
+                "WHERE is_reachable GROUP BY 1"
             ).fetchall()
         )
     assert r.reachable_commits == len(expected) > 0
@@ -154,7 +148,7 @@ def test_own_history_matches_git_log(tmp_path: Path):
     expected_days: dict[str, int] = defaultdict(int)
     for d in days:
         expected_days[d] += 1
-    assert per_day == {k: float(v) for k, v in expected_days.items()}
+    assert per_day == dict(expected_days)
 
 
 def test_code_location_validates_and_imports_cheaply(symbiotic_home: Path):

@@ -1,4 +1,4 @@
-"""Every git table and metric, asserted exactly on a repository built with git itself."""
+"""Every git table, asserted exactly on a repository built with git itself."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ import pytest
 from gitrepo import ALICE, BOB, CAROL, GitRepoBuilder, build_standard_repo
 
 from symbiotic_assets.core.config import RepositorySpec
-from symbiotic_assets.git.extract import compute_metrics, detect_merge_conflicts, refresh_repository
+from symbiotic_assets.git.extract import detect_merge_conflicts, refresh_repository
 
 
 def extract_all(warehouse: Path, spec: RepositorySpec):
     r = refresh_repository(str(warehouse), spec)
     m = detect_merge_conflicts(str(warehouse), spec)
-    compute_metrics(str(warehouse), spec)
     return r, m
 
 
@@ -132,33 +131,25 @@ def test_branch_switches_with_negative_offsets(standard):
     assert [r[0] for r in created] == ["feature", "stale-idea", "topic"]
 
 
-def test_metrics_long_table(standard):
+def test_no_metrics_table_the_marts_define_velocity(standard, tmp_path: Path):
+    """git.metrics is gone (fct_commit_velocity_daily is the one definition); an old
+    warehouse that still has it loses it, and its staging view, on the next extraction."""
     _, con, *_ = standard
-    got = {
-        (ts.date().isoformat() if t.endswith("day") else ts.isoformat(), t): v
-        for ts, t, v in con.execute(
-            "SELECT timestamp, metric_type, value FROM git.metrics"
+    tables = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'git'").fetchall()}  # fmt: skip
+    assert "metrics" not in tables and {"commits", "merges", "ref_events"} <= tables
+    old = tmp_path / "old.duckdb"
+    with duckdb.connect(str(old)) as c:
+        c.execute("CREATE SCHEMA git; CREATE SCHEMA staging")
+        c.execute("CREATE TABLE git.metrics (repository VARCHAR, value DOUBLE)")
+        c.execute("CREATE VIEW staging.stg_git__metrics AS SELECT * FROM git.metrics")
+    refresh_repository(str(old), RepositorySpec(name="std", path=tmp_path / "repo"))
+    with duckdb.connect(str(old), read_only=True) as c:
+        left = c.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE table_name = 'metrics' UNION ALL "
+            "SELECT view_name FROM duckdb_views() WHERE view_name = 'stg_git__metrics'"
         ).fetchall()
-    }
-    # author dates in UTC: c1 03-01; c2 03-02 04:30; c3 03-02; m1 03-02; c4 03-03 14:00; c5 03-03;
-    # m2 03-04; c6 03-04; c7 03-05; c8 03-05
-    assert got[("2024-03-01", "commits_per_day")] == 1
-    assert got[("2024-03-02", "commits_per_day")] == 3
-    assert got[("2024-03-02", "merge_commits_per_day")] == 1
-    assert got[("2024-03-02", "non_merge_commits_per_day")] == 2
-    assert got[("2024-03-03", "commits_per_day")] == 2
-    assert got[("2024-03-04", "commits_per_day")] == 2
-    assert got[("2024-03-05", "commits_per_day")] == 2
-    assert sum(v for (_, t), v in got.items() if t == "commits_per_hour") == 10
-    assert got[("2024-03-02T04:00:00", "commits_per_hour")] == 1
-    assert got[("2024-03-02", "branch_switches_per_day")] == 2
-    assert got[("2024-03-03", "branch_switches_per_day")] == 2
-    assert got[("2024-03-05", "branch_switches_per_day")] == 2
-    assert got[("2024-03-02", "merge_conflict_rate_per_day")] == 0.0
-    assert got[("2024-03-04", "merge_conflict_rate_per_day")] == 1.0
-    assert got[("2024-03-04", "merge_conflicts_per_day")] == 1
-    indexes = {r[0] for r in con.execute("SELECT index_name FROM duckdb_indexes()").fetchall()}
-    assert {"metrics_repository_timestamp", "metrics_metric_type"} <= indexes
+    assert left == []
 
 
 def test_rerun_is_noop_and_idempotent(standard):
@@ -170,7 +161,6 @@ def test_rerun_is_noop_and_idempotent(standard):
     assert forced.new_commits == 0 and forced.new_ref_events == 0
     merges = detect_merge_conflicts(str(warehouse), spec)
     assert merges.examined == 0
-    compute_metrics(str(warehouse), spec)
     with duckdb.connect(str(warehouse), read_only=True) as c2:
         assert c2.execute("SELECT count(*), count(DISTINCT hash) FROM git.commits").fetchone() == (
             10,
@@ -265,10 +255,10 @@ def test_octopus_and_unrelated_histories(tmp_path: Path):
             "SELECT merge_kind, status, unrelated_histories, parent_count FROM git.merges"
         ).fetchall())  # fmt: skip
         assert kinds == [("octopus", "octopus", None, 3), ("two_parent", "clean", True, 2)]
-        rate = con.execute(
-            "SELECT sum(value) FROM git.metrics WHERE metric_type = 'two_parent_merges_per_day'"
+        two_parent = con.execute(
+            "SELECT count(*) FROM git.merges WHERE merge_kind = 'two_parent'"
         ).fetchone()
-        assert rate == (1.0,)  # the octopus is reported, not counted as a two-parent merge
+        assert two_parent == (1,)  # the octopus is reported, not counted as a two-parent merge
 
 
 def test_merge_detection_leaves_repository_objects_untouched(standard):
