@@ -41,7 +41,7 @@ run: install dbt-manifest
 
 ## test: set up, then run the whole suite (unit, integration, end-to-end)
 test: install dbt-manifest browser
-	$(BIN)/pytest -n 2 --durations=15
+	$(BIN)/pytest -n 2 --durations=15 --cov=symbiotic_assets --cov-report=term-missing:skip-covered
 
 test-fast: install dbt-manifest
 	$(BIN)/pytest -n 2 -m "not slow"
