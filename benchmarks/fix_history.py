@@ -2,7 +2,7 @@
 
 Why synthetic: to measure whether a recommender picks the strategy that works,
 we need to know which one works, which no real log tells us. The generator keeps
-the shape of real quality-loop logs (DESIGN.md vocabulary: issue types, agents,
+the shape of real quality-loop logs (the vocabulary of events.models: issue types, agents,
 free-text strategies, stages, tool-like messages and file paths) and adds a
 hidden truth:
 

@@ -1,9 +1,9 @@
 """Memory domain: load events, and (with the embedder) learn from them.
 
 ``memory_load`` copies new store rows into the warehouse when the store sensor
-sees them; ``memory_learn`` (embeddings -> strategy weights -> effectiveness ->
+sees them; ``memory_learn`` (embeddings -> strategy weights ->
 published recommender) runs after each successful load (``memory_learn_sensor``)
-and daily (``daily_memory_learn``, the retraining of DESIGN.md). The embedder is
+and daily (``daily_memory_learn``, the scheduled retraining). The embedder is
 registered as the ``embedder`` resource; importing this module does not import
 torch or onnxruntime: the model loads on the first asset that embeds.
 """
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from symbiotic_assets.core.config import load_settings
-from symbiotic_assets.core.resources import EmbedderResource
+from symbiotic_assets.core.resources import EmbedderResource, SettingsResource, settings_resource
 from symbiotic_assets.memory.assets import (
     FEEDBACK,
     FIX_ATTEMPTS,
@@ -52,8 +51,10 @@ def _store_marks(path: Path) -> dict[str, int]:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a memory load when the memory store has rows the last load did not see.",
 )
-def memory_events_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    store = load_settings().memory_store
+def memory_events_sensor(
+    context: dg.SensorEvaluationContext, settings: SettingsResource
+) -> dg.SensorResult:
+    store = settings.get_settings().memory_store
     if not store.exists():
         return dg.SensorResult(skip_reason=f"no memory store yet at {store}")
     marks = _store_marks(store)
@@ -104,5 +105,5 @@ defs = dg.Definitions(
     jobs=[memory_load_job, memory_learn_job],
     sensors=[memory_events_sensor, memory_learn_sensor],
     schedules=[daily_memory_learn],
-    resources={"embedder": EmbedderResource()},
+    resources={"embedder": EmbedderResource(), "settings": settings_resource},
 )
