@@ -1,42 +1,41 @@
-"""Retrieval evaluation on real history: pull-request titles as queries.
+"""Retrieval evaluation on real history: pull-request titles as queries, time-split.
 
-For every GitHub merge commit "Merge pull request #N from ..." whose body's first
-line is the PR title, the title is the query and the relevant documents are the
-non-merge commits the PR brought in (``git rev-list --no-merges P2 ^P1``). The
-corpus is every non-merge commit of the repository, read through our own
-extraction (``refresh_repository``) into a temporary DuckDB and embedded by our
-own asset code (``embed_repository``), so the evaluation exercises the real path.
+``make eval-search REPO=path`` runs it on any clone with GitHub-style PR merges
+(``Merge pull request #N from ...`` with the title as the body's first line, or
+squash merges ``Title (#N)``):
 
-Queries are split into *trivial* (the title equals the subject of one of the
-relevant commits, so any exact-match method finds it) and the rest. Methods:
+1. ``benchmarks/time_split.py`` writes a copy of the default branch's history in
+   which the newest half of the PRs (the *test* PRs) lose their titles (merge
+   messages keep ``#N`` and the branch, squash commits keep ``(#N)`` and their
+   body; quotes of a test title elsewhere become ``...``). Hashes are mapped.
+2. The copy goes through the product's pipeline: extraction
+   (``refresh_repository``), embedding (``embed_repository``), the change-terms
+   pass (``refresh_change_terms``), ``load_corpus`` + ``corpus_tokens``, the
+   ranker weights learned from the *older* PRs only (``learn_from_history``),
+   ``SearchIndex.build`` + ``publish``, and queries through ``semantic_search``.
+3. Every test PR title is a query; its relevant results are the commits the PR
+   brought in. The same corpus also feeds three textbook baselines: ``bm25``
+   (BM25 over commit messages, subject + body), ``minilm`` (exact cosine over the
+   commit vectors) and ``rrf`` (reciprocal-rank fusion, k=60, of their top 100).
 
-* ``bm25``: BM25 with the code-aware tokenizer, alone.
-* ``minilm``: exact cosine over MiniLM vectors, alone.
-* ``fused``: our hybrid ranker with the default weights.
-* ``fused+learned``: the same, with weights learned from simulated clicks. Queries
-  are split in two halves by a hash of the merge commit; on the *train* half a
-  simulated user looks at the top 10 of the fused ranker and clicks the first
-  relevant commit (cascade model), recorded through ``record_search`` /
-  ``record_click`` in a real memory store; the learner reads them back. Learned
-  and default weights are then compared on the *test* half (which got no clicks)
-  and on the train-half queries where nothing was clicked.
-
-With ``--clicks-replay`` it evaluates the click memory (``search/clicks.py``)
-instead, on a replayed click log: in time order (merge order) every PR title is
-asked once, and later re-asked ``--reasks`` times as paraphrases (lower-cased,
-a word dropped, words reordered, "where did we ..." added, words swapped for
-synonyms from a small table) at random later points. The log's clicks come from
-the unlearned ranker with position bias: the first relevant commit in the top 10
-at rank r is clicked with probability 0.9 * 0.75**(r - 1), nothing beyond rank
-10. The log is then replayed: each search is ranked by the unlearned ranker and
-by the unlearned ranker plus the click memory learned from the clicks *before*
-it, and MRR@10 (against the true relevant commits, not the clicks) is reported
-separately for searches with at least one similar earlier clicked search and for
-those with none. Threshold and strength are chosen on the first half of the log
-(in time) and reported on the second half, and the defaults on the whole log.
-
+Queries are *trivial* when the title equals one of its commits' subjects (any
+exact-match method finds them) and *non-trivial* otherwise; both are reported.
 MRR@10 is the mean of 1/rank of the first relevant commit in the top 10 (0 if
-none); recall@10 is the share of a query's relevant commits found in the top 10.
+none); recall@10 is the share of a query's relevant commits in the top 10.
+
+``--dump-pairs FILE`` saves the training pairs (older PRs) so that cross-repository
+default weights can be fitted on several repositories (``benchmarks/learn_defaults.py``).
+With ``--clicks-replay`` it evaluates the click memory instead (below).
+
+Click replay (``--clicks-replay``, on the unsplit history): in time order every PR
+title is asked once, and later re-asked ``--reasks`` times as paraphrases
+(lower-cased, a word dropped, words reordered, "where did we ..." added, words
+swapped for synonyms from a small table) at random later points. The log's
+clicks come from the unlearned ranker with position bias: the first relevant
+commit in the top 10 at rank r is clicked with probability 0.9 * 0.75**(r - 1).
+Each search is then ranked by the unlearned ranker and by the unlearned ranker
+plus the click memory learned from the clicks *before* it. Threshold and
+strength are chosen on the first half of the log and reported on the second.
 
 Run: ``python -m benchmarks.search_eval PATH/TO/REPO [--limit N] [--workdir DIR]``.
 """
@@ -44,8 +43,8 @@ Run: ``python -m benchmarks.search_eval PATH/TO/REPO [--limit N] [--workdir DIR]
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -56,8 +55,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-
-from symbiotic_assets.search.ranker import DEFAULT_WEIGHTS
 
 
 @dataclass
@@ -117,33 +114,110 @@ def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     return "\n".join([line(header), sep, *[line(r) for r in rows]])
 
 
+def _corpus_without_merges(corpus):  # type: ignore[no-untyped-def]
+    from symbiotic_assets.search.index import CommitCorpus
+
+    keep = np.flatnonzero(~corpus.is_merge)
+    return CommitCorpus(
+        hashes=[corpus.hashes[i] for i in keep],
+        repositories=[corpus.repositories[i] for i in keep],
+        authors=[corpus.authors[i] for i in keep],
+        authored_at=corpus.authored_at[keep],
+        is_merge=corpus.is_merge[keep],
+        subjects=[corpus.subjects[i] for i in keep],
+        texts=[corpus.texts[i] for i in keep],
+        paths=[corpus.paths[i] for i in keep],
+        vectors=corpus.vectors[keep],
+    )
+
+
+def _clicks_mode(args: argparse.Namespace) -> int:
+    """The click-memory replay on the repository's whole (unsplit) history."""
+    from symbiotic_assets.core.config import RepositorySpec, slugify
+    from symbiotic_assets.core.embedding import IssueEmbedder
+    from symbiotic_assets.core.warehouse import connect
+    from symbiotic_assets.git.extract import refresh_repository
+    from symbiotic_assets.search.commit_embeddings import embed_repository, load_corpus, model_key
+    from symbiotic_assets.search.index import SearchIndex
+
+    repo_path = args.repo.expanduser().resolve()
+    name = slugify(repo_path.name)
+    with tempfile.TemporaryDirectory(prefix="search-eval-") as tmp:
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        db = str(work / "eval.duckdb")
+        refresh_repository(db, RepositorySpec(name=name, path=repo_path))
+        embedder = IssueEmbedder(cache_dir=os.environ.get("SYMBIOTIC_MODEL_CACHE") or None)
+        with connect(db) as con:
+            embed_repository(con, name, embedder)
+            corpus = _corpus_without_merges(load_corpus(con, model_key(embedder), [name]))
+        index = SearchIndex.build(corpus, model_key(embedder), ann_min_docs=10**9)
+        doc_of = {index.hash_of(d): d for d in range(index.size)}
+        subjects = [index.subject(d) for d in range(index.size)]
+        with connect(db, read_only=True) as con:
+            queries = _pr_queries(con, repo_path, name, doc_of, subjects)
+        if args.limit is not None and len(queries) > args.limit:
+            rng = np.random.default_rng(0)
+            queries = [
+                queries[i] for i in sorted(rng.choice(len(queries), args.limit, replace=False))
+            ]
+        if not queries:
+            print(
+                f"{repo_path.name}: no 'Merge pull request #N' merges with relevant commits found"
+            )
+            return 1
+        return clicks_replay(index, embedder, queries, args.reasks, repo_path.name)
+
+
+def rrf(rankings: Sequence[Sequence[int]], k: int = 60, n: int = 10) -> list[int]:
+    """Reciprocal-rank fusion: sum of 1 / (k + rank) over the rankings, best first."""
+    score: dict[int, float] = {}
+    for ranking in rankings:
+        for r, d in enumerate(ranking, start=1):
+            score[d] = score.get(d, 0.0) + 1.0 / (k + r)
+    return [d for d, _ in sorted(score.items(), key=lambda x: (-x[1], x[0]))][:n]
+
+
+def _git_numstat_seconds(path: Path) -> float:
+    t = time.perf_counter()
+    subprocess.run(["git", "-C", str(path), "log", "--all", "--numstat", "--format=%H"],
+                   stdout=subprocess.DEVNULL, check=True)  # fmt: skip
+    return time.perf_counter() - t
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("repo", type=Path, help="a local clone with GitHub merge commits")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N queries")
+    parser.add_argument("repo", type=Path, help="a local clone with GitHub PR merges")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N test queries")
     parser.add_argument("--workdir", type=Path, default=None,
-                        help="keep the DuckDB (extraction, vectors) here to reuse across runs")  # fmt: skip
-    parser.add_argument("--l2", type=float, default=0.3, help="pull of the learner toward defaults")
+                        help="keep the split copy and DuckDB here (must not hold an old split)")  # fmt: skip
+    parser.add_argument("--test-share", type=float, default=0.5, help="newest share of PRs tested")
+    parser.add_argument("--max-commits", type=int, default=None,
+                        help="take queries only among the newest N first-parent commits")  # fmt: skip
+    parser.add_argument("--no-history", action="store_true",
+                        help="do not learn weights from the older PRs (defaults only)")  # fmt: skip
+    parser.add_argument("--dump-pairs", type=Path, default=None,
+                        help="save the older PRs' training pairs (.npy) for learn_defaults")  # fmt: skip
     parser.add_argument("--clicks-replay", action="store_true",
                         help="evaluate the click memory on a replayed, simulated click log")  # fmt: skip
     parser.add_argument("--reasks", type=int, default=2, help="paraphrased re-asks per query")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.clicks_replay:
+        return _clicks_mode(args)
 
+    from benchmarks.time_split import build_time_split
     from symbiotic_assets.core.config import RepositorySpec, slugify
     from symbiotic_assets.core.embedding import IssueEmbedder
     from symbiotic_assets.core.warehouse import connect
-    from symbiotic_assets.events.store import MemoryStore, list_events
     from symbiotic_assets.git.extract import refresh_repository
-    from symbiotic_assets.search.api import record_click, record_search
+    from symbiotic_assets.git.repository import GitRepository
+    from symbiotic_assets.search.api import semantic_search
+    from symbiotic_assets.search.change_terms import corpus_tokens, refresh_change_terms
     from symbiotic_assets.search.commit_embeddings import embed_repository, load_corpus, model_key
-    from symbiotic_assets.search.index import CommitCorpus, SearchIndex
-    from symbiotic_assets.search.ranker import (
-        RankerWeights,
-        features_for_logged,
-        join_clicks,
-        learn_weights,
-    )
+    from symbiotic_assets.search.index import SearchIndex, publish
+    from symbiotic_assets.search.lexical import BM25Index
+    from symbiotic_assets.search.ranker import HistoryQuery, RankerWeights, learn_from_history
     from symbiotic_assets.search.text import parse_query, tokenize
 
     repo_path = args.repo.expanduser().resolve()
@@ -151,141 +225,150 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="search-eval-")
     work = args.workdir or Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
-    db = str(work / "eval.duckdb")
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    refresh_repository(db, RepositorySpec(name=name, path=repo_path))
+    split_path = work / "split.git"
+    saved = work / "split.pickle"
+    if split_path.exists() and saved.is_file():  # a --workdir reused: same split, same hashes
+        split = pickle.loads(saved.read_bytes())
+    else:
+        split = build_time_split(repo_path, split_path, args.test_share, args.max_commits)
+        saved.write_bytes(pickle.dumps(split))
+    timings["split"] = time.perf_counter() - t
+    db = str(work / "eval.duckdb")
+    t = time.perf_counter()
+    refresh_repository(db, RepositorySpec(name=name, path=split_path))
     timings["extract"] = time.perf_counter() - t
     embedder = IssueEmbedder(cache_dir=os.environ.get("SYMBIOTIC_MODEL_CACHE") or None)
+    key = model_key(embedder)
     t = time.perf_counter()
     with connect(db) as con:
-        result = embed_repository(con, name, embedder)
-        corpus_all = load_corpus(con, model_key(embedder), [name])
+        embedded = embed_repository(con, name, embedder)
     timings["embed"] = time.perf_counter() - t
-    keep = np.flatnonzero(~corpus_all.is_merge)
-    corpus = CommitCorpus(
-        hashes=[corpus_all.hashes[i] for i in keep],
-        repositories=[corpus_all.repositories[i] for i in keep],
-        authors=[corpus_all.authors[i] for i in keep],
-        authored_at=corpus_all.authored_at[keep],
-        is_merge=corpus_all.is_merge[keep],
-        subjects=[corpus_all.subjects[i] for i in keep],
-        texts=[corpus_all.texts[i] for i in keep],
-        paths=[corpus_all.paths[i] for i in keep],
-        vectors=corpus_all.vectors[keep],
-    )
+    numstat_s = _git_numstat_seconds(split_path)
     t = time.perf_counter()
-    index = SearchIndex.build(corpus, model_key(embedder), ann_min_docs=10**9)
+    with connect(db) as con:
+        change = refresh_change_terms(con, GitRepository.open(name, split_path), name)
+    timings["change terms"] = time.perf_counter() - t
+    with connect(db) as con:
+        corpus = load_corpus(con, key, [name])
+        tokens = corpus_tokens(con, corpus.hashes, corpus.repositories, corpus.texts)
+        messages = {
+            h: f"{s or ''}\n{b or ''}"
+            for h, s, b in con.execute(
+                "SELECT hash, subject, body FROM git.commits WHERE repository = ? AND NOT is_merge",
+                [name],
+            ).fetchall()
+        }
+    t = time.perf_counter()
+    base_index = SearchIndex.build(corpus, key, tokens=tokens)
     timings["index"] = time.perf_counter() - t
-    doc_of = {index.hash_of(d): d for d in range(index.size)}
-    subjects = [index.subject(d) for d in range(index.size)]
-    with connect(db, read_only=True) as con:
-        queries = _pr_queries(con, repo_path, name, doc_of, subjects)
+
+    def history(pulls: Sequence[object]) -> list[HistoryQuery]:
+        return [HistoryQuery(p.title, frozenset(p.members)) for p in pulls]  # type: ignore[attr-defined]
+
+    weights = RankerWeights()
+    t = time.perf_counter()
+    if not args.no_history:
+        weights = learn_from_history(base_index, history(split.train), embedder.embed_many)
+    timings["learn"] = time.perf_counter() - t
+    if args.dump_pairs is not None:
+        from symbiotic_assets.search.ranker import history_pair_matrix
+
+        np.save(args.dump_pairs, history_pair_matrix(base_index, history(split.train),
+                                                     embedder.embed_many))  # fmt: skip
+    index = SearchIndex.build(corpus, key, weights=weights, tokens=tokens)
+    root = work / "published"
+    publish(index, root)
+
+    # -- queries: the test PRs, relevant = their commits in the corpus --------------------
+    docs = [i for i in range(len(corpus.hashes)) if not corpus.is_merge[i]]
+    doc_hashes = [corpus.hashes[i] for i in docs]
+    doc_of = {h: j for j, h in enumerate(doc_hashes)}
+    queries: list[Query] = []
+    for p in split.test:
+        relevant = {doc_of[h] for h in p.members if h in doc_of}
+        if not relevant:
+            continue
+        norm = " ".join(p.title.lower().split())
+        subjects = (
+            " ".join(messages[doc_hashes[d]].split("\n")[0].lower().split()) for d in relevant
+        )
+        trivial = not p.squash and any(s == norm for s in subjects)
+        queries.append(Query(p.commit, p.title, relevant, trivial))
     if args.limit is not None and len(queries) > args.limit:
         rng = np.random.default_rng(0)
         queries = [queries[i] for i in sorted(rng.choice(len(queries), args.limit, replace=False))]
     if not queries:
-        print(f"{repo_path.name}: no 'Merge pull request #N' merges with relevant commits found")
+        print(f"{repo_path.name}: no pull requests with commits found on {split.branch}")
         return 1
-    if args.clicks_replay:
-        return clicks_replay(index, embedder, queries, args.reasks, repo_path.name)
-    qvecs = embedder.embed_many([q.title for q in queries])
-    parsed = [parse_query(q.title) for q in queries]
-    del tokenize
 
-    def run(method: Callable[[int], list[int]]) -> list[tuple[float, float]]:
-        return [mrr_recall(method(i), q.relevant) for i, q in enumerate(queries)]
+    # -- baselines on the same corpus -----------------------------------------------------
+    bm25 = BM25Index.build([tokenize(messages.get(h, "")) for h in doc_hashes])
+    vectors = np.asarray(corpus.vectors[docs], dtype=np.float32)
+    qvecs = embedder.embed_many([" ".join(q.title.split()) for q in queries])
 
-    def bm25(i: int) -> list[int]:
-        return index.bm25.top(parsed[i].terms, 10)[0].tolist()
+    def bm25_top(i: int, n: int = 10) -> list[int]:
+        return [int(d) for d in bm25.top(tokenize(queries[i].title), n)[0]]
 
-    def minilm(i: int) -> list[int]:
-        return index.semantic_top(qvecs[i], 10, exact=True)[0].tolist()
+    def minilm_top(i: int, n: int = 10) -> list[int]:
+        scores = vectors @ qvecs[i]
+        top = np.argsort(-scores, kind="stable")[:n]
+        return [int(d) for d in top]
 
-    def fused_with(weights: RankerWeights) -> Callable[[int], list[int]]:
-        return lambda i: [h.doc for h in index.rank(parsed[i], qvecs[i], 10, weights=weights)]
+    def ours(i: int) -> list[int]:
+        hits = semantic_search(queries[i].title, k=10, index_root=root)
+        return [doc_of[h.hash] for h in hits if h.hash in doc_of]
 
-    default = RankerWeights()
+    not_merge = ~np.asarray(index.is_merge, dtype=bool)
+
+    def ours_defaults(i: int) -> list[int]:
+        hits = index.rank(parse_query(queries[i].title), qvecs[i], 10, mask=not_merge,
+                          weights=RankerWeights(), clicks=False)  # fmt: skip
+        return [doc_of[index.hash_of(h.doc)] for h in hits]
+
+    methods: dict[str, Callable[[int], list[int]]] = {
+        "bm25": bm25_top,
+        "minilm": minilm_top,
+        "rrf": lambda i: rrf([bm25_top(i, 100), minilm_top(i, 100)]),
+        "ours, default weights": ours_defaults,
+        "ours": ours,
+    }
     t = time.perf_counter()
-    scores = {"bm25": run(bm25), "minilm": run(minilm), "fused": run(fused_with(default))}
+    scores = {m: [mrr_recall(f(i), q.relevant) for i, q in enumerate(queries)]
+              for m, f in methods.items()}  # fmt: skip
     timings["rank"] = time.perf_counter() - t
 
-    # -- click-through learning on half of the queries -------------------------------
-    half = [int(hashlib.sha256(q.merge.encode()).hexdigest(), 16) % 2 for q in queries]
-    train = [i for i, h in enumerate(half) if h == 0]
-    test = [i for i, h in enumerate(half) if h == 1]
-    store_path = work / f"clicks-{os.getpid()}.sqlite"
-    clicked_queries: set[int] = set()
-    with MemoryStore(store_path) as store:
-        for i in train:
-            shown = fused_with(default)(i)
-            shown_hashes = [index.hash_of(d) for d in shown]
-            sid = record_search(queries[i].title, shown_hashes, search_id=f"eval-{i}", store=store)
-            first = next((r for r, d in enumerate(shown) if d in queries[i].relevant), None)
-            if first is not None:
-                record_click(
-                    queries[i].title, shown_hashes[first], first + 1, search_id=sid, store=store
-                )
-                clicked_queries.add(i)
-        events_s = [e.parsed() for e in list_events("search", limit=None, store=store)]
-        events_c = [e.parsed() for e in list_events("search_click", limit=None, store=store)]
-    store_path.unlink(missing_ok=True)
-    logged = join_clicks(events_s, events_c)
-    t = time.perf_counter()
-    clicked = features_for_logged(index, logged, lambda qs: embedder.embed_many(qs))
-    learned = learn_weights(clicked, RankerWeights(), l2=args.l2)
-    timings["learn"] = time.perf_counter() - t
-    learned_scores = run(fused_with(learned))
-
-    # -- report -----------------------------------------------------------------------
     groups = {
-        "trivial": [i for i, q in enumerate(queries) if q.trivial],
         "non-trivial": [i for i, q in enumerate(queries) if not q.trivial],
+        "all": list(range(len(queries))),
     }
-    print(f"# {repo_path.name}: {index.size} non-merge commits, {len(queries)} PR queries "
-          f"({len(groups['trivial'])} trivial, {len(groups['non-trivial'])} non-trivial); "
-          f"{result.model_calls} commits embedded this run")  # fmt: skip
-    print(
-        f"model {embedder.model_id}; timings "
-        + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
-    )
+    n_squash = sum(p.squash for p in split.test)
+    print(f"# {repo_path.name}: {len(docs)} non-merge commits; {len(split.pulls)} PRs "
+          f"({len(split.train)} older for learning, {len(split.test)} newest tested, "
+          f"{n_squash} of them squash-merged); {len(queries)} queries "
+          f"({len(groups['non-trivial'])} non-trivial); {embedded.model_calls} commits embedded")  # fmt: skip
+    print(f"model {embedder.model_id}; ranker {weights.source} "
+          f"({weights.stats.get('queries', 0)} training PRs, {weights.stats.get('pairs', 0)} pairs); "
+          + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))  # fmt: skip
+    rate = change.commits / max(timings["change terms"], 1e-9)
+    print(f"change terms: {change.commits} commits in {timings['change terms']:.1f}s "
+          f"({rate:.0f} commits/s; plain git log --all --numstat {numstat_s:.1f}s), "
+          f"{change.groups} PR groups")  # fmt: skip
     rows: list[tuple[str, ...]] = []
     for gname, idx in groups.items():
-        for m in ("bm25", "minilm", "fused"):
-            if not idx:
-                continue
-            mrr = np.mean([scores[m][i][0] for i in idx])
-            rec = np.mean([scores[m][i][1] for i in idx])
-            rows.append((gname, m, str(len(idx)), f"{mrr:.3f}", f"{rec:.3f}"))
-    print()
-    print(_table(rows, ("queries", "method", "n", "MRR@10", "recall@10")))
-
-    print("\n## click-through learning (trained on simulated clicks of the train half)")
-    print(f"train half: {len(train)} queries, {len(clicked_queries)} with a click; "
-          f"{learned.stats.get('pairs', 0)} preference pairs; pairs ordered "
-          f"{learned.stats.get('pairs_ordered_before')} -> {learned.stats.get('pairs_ordered_after')}")  # fmt: skip
-    rows = []
-    no_click_train = [i for i in train if i not in clicked_queries]
-    sets = {
-        "test half (no clicks), all": test,
-        "test half, non-trivial": [i for i in test if not queries[i].trivial],
-        "test half, trivial": [i for i in test if queries[i].trivial],
-        "train half, queries without a click": no_click_train,
-    }
-    for sname, idx in sets.items():
         if not idx:
             continue
-        d_mrr = np.mean([scores["fused"][i][0] for i in idx])
-        l_mrr = np.mean([learned_scores[i][0] for i in idx])
-        d_rec = np.mean([scores["fused"][i][1] for i in idx])
-        l_rec = np.mean([learned_scores[i][1] for i in idx])
-        rows.append(
-            (sname, str(len(idx)), f"{d_mrr:.3f}", f"{l_mrr:.3f}", f"{d_rec:.3f}", f"{l_rec:.3f}")
-        )
-    print(_table(rows, ("queries", "n", "MRR fused", "MRR learned", "R@10 fused", "R@10 learned")))
-    print("\nweights (default -> learned): " + ", ".join(
-        f"{f} {DEFAULT_WEIGHTS[f]:g}->{learned.weights[f]:.2f}" for f in DEFAULT_WEIGHTS))  # fmt: skip
+        best = max(np.mean([scores[m][i][0] for i in idx]) for m in ("bm25", "minilm", "rrf"))
+        for m in methods:
+            mrr = float(np.mean([scores[m][i][0] for i in idx]))
+            rec = float(np.mean([scores[m][i][1] for i in idx]))
+            delta = f"{mrr - best:+.3f}" if m == "ours" else ""
+            rows.append((gname, m, str(len(idx)), f"{mrr:.3f}", f"{rec:.3f}", delta))
+    print()
+    print(_table(rows, ("queries", "method", "n", "MRR@10", "recall@10", "vs best baseline")))
+    print("\nweights: " + ", ".join(f"{f} {v:.2f}" for f, v in weights.weights.items()))
     sys.stdout.flush()
     tmp.cleanup()
     return 0

@@ -274,3 +274,127 @@ def features_for_logged(
             )
         )
     return out
+
+
+# --------------------------------------------------------------------------- history pairs
+@dataclass(frozen=True)
+class HistoryQuery:
+    """A merged pull request as a training example: its title and the commits it brought in."""
+
+    title: str
+    relevant: frozenset[str]  # commit hashes
+
+
+def history_pairs(
+    features: np.ndarray,
+    relevant: np.ndarray,
+    scores: np.ndarray,
+    negatives: int = 30,
+) -> np.ndarray:
+    """Feature differences (relevant - non-relevant) for one query's candidates.
+
+    Each relevant candidate is paired with the ``negatives`` best-scored
+    non-relevant ones under the current weights: the ones a ranker has to beat
+    to put the right commit near the top (far-down candidates teach little).
+    """
+    pos = np.flatnonzero(relevant)
+    neg = np.flatnonzero(~relevant)
+    if len(pos) == 0 or len(neg) == 0:
+        return np.zeros((0, features.shape[1]))
+    neg = neg[np.argsort(-scores[neg], kind="stable")[:negatives]]
+    # at most three relevant commits (the best-scored): a 30-commit PR must not outvote
+    # thirty one-commit PRs, and finding one of its commits is what MRR asks
+    pos = pos[np.argsort(-scores[pos], kind="stable")[:3]]
+    return (features[pos][:, None, :] - features[neg][None, :, :]).reshape(-1, features.shape[1])
+
+
+def fit_pairs(
+    pairs: np.ndarray, prior: RankerWeights | None = None, l2: float = 0.01, source: str = "history"
+) -> RankerWeights:
+    """Pairwise logistic regression on ``pairs`` (rows: preferred - other), pulled to ``prior``.
+
+    Features that never differ within a pair (no information) keep the prior's weight.
+    """
+    from scipy.optimize import minimize
+
+    if l2 <= 0:
+        raise ValueError(f"l2={l2}: must be > 0 (it keeps weights near the prior)")
+    prior = prior or RankerWeights()
+    w0 = prior.vector()
+    if len(pairs) == 0:
+        return RankerWeights(weights=dict(prior.weights), source=prior.source, stats={"pairs": 0})
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        margin = pairs @ w
+        value = float(np.mean(np.logaddexp(0.0, -margin)) + l2 * np.sum((w - w0) ** 2))
+        sig = 0.5 * (1.0 + np.tanh(0.5 * margin))
+        grad = -(pairs.T @ (1.0 - sig)) / len(pairs) + 2.0 * l2 * (w - w0)
+        return value, grad
+
+    result = minimize(loss, w0, jac=True, method="L-BFGS-B")
+    w = result.x
+    return RankerWeights.from_vector(
+        w,
+        source=source,
+        trained_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        stats={
+            "pairs": len(pairs),
+            "l2": l2,
+            "pairs_ordered_before": round(float(np.mean(pairs @ w0 > 0)), 4),
+            "pairs_ordered_after": round(float(np.mean(pairs @ w > 0)), 4),
+        },
+    )
+
+
+def history_pair_matrix(
+    index: Any,
+    queries: Sequence[HistoryQuery],
+    embed: Any,
+    prior: RankerWeights | None = None,
+    negatives: int = 30,
+) -> np.ndarray:
+    """Training pairs from merged PRs against ``index``, one row per (relevant, other) pair.
+
+    Titles equal to one of their commits' subjects are left out: any method finds
+    those, and they would teach the ranker to trust exact subject matches too much.
+    """
+    from symbiotic_assets.search.text import parse_query
+
+    w0 = (prior or RankerWeights()).vector()
+    useful: list[tuple[HistoryQuery, list[int]]] = []
+    for q in queries:
+        docs = [d for d in index.docs_for_hashes(sorted(q.relevant)) if d is not None]
+        norm = " ".join(q.title.lower().split())
+        if docs and not any(" ".join(index.subject(d).lower().split()) == norm for d in docs):
+            useful.append((q, docs))
+    if not useful:
+        return np.zeros((0, len(FEATURES)))
+    vectors = embed([" ".join(q.title.split()) for q, _ in useful])
+    mask = ~np.asarray(index.is_merge, dtype=bool)
+    chunks: list[np.ndarray] = []
+    for (q, docs), vec in zip(useful, vectors, strict=True):
+        cand = index.candidates(parse_query(q.title), vec, mask=mask)
+        rel = np.isin(cand.docs, docs)
+        chunks.append(history_pairs(cand.features, rel, cand.features @ w0, negatives))
+    return np.vstack(chunks)
+
+
+def learn_from_history(
+    index: Any,
+    queries: Sequence[HistoryQuery],
+    embed: Any,
+    prior: RankerWeights | None = None,
+    l2: float = 0.01,
+    negatives: int = 30,
+) -> RankerWeights:
+    """Ranker weights from a repository's own merged PRs, before anyone clicked.
+
+    A PR pairs a human description of a change (its title) with the commits that
+    made it: the same kind of evidence a click gives, free and plentiful. Pass
+    only PRs older than anything the weights will be judged on. ``index`` is a
+    ``SearchIndex``; ``embed`` maps a list of titles to their vectors.
+    """
+    pairs = history_pair_matrix(index, queries, embed, prior, negatives)
+    weights = fit_pairs(pairs, prior, l2=l2)
+    weights.stats["queries"] = len(queries)
+    return weights

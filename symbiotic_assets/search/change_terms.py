@@ -1,0 +1,421 @@
+"""What a commit changed, in words a search can match: functions, identifiers, PR branch.
+
+A commit message says what its author thought worth saying; the diff says what
+changed. People search for the function they remember ("where did we change
+``resolve_redirects``"), so per commit we keep:
+
+* ``functions``: names of the functions/classes whose hunks changed, read from
+  git's hunk headers (``@@ -12,3 +12,4 @@ def resolve_redirects(self, resp):``).
+  git's built-in language drivers (python, golang, javascript, ...) are switched
+  on through a private attributes file, so a method's hunk names the method
+  rather than the enclosing class;
+* ``identifiers``: identifiers that appear on added lines but on no removed
+  line, or the reverse (renamed, introduced, deleted), at most
+  ``MAX_IDENTIFIERS`` per commit, so a vendored drop cannot flood the index;
+* per pull request (``search.change_groups``): the PR number and head branch
+  of GitHub merge messages (``Merge pull request #N from owner/fix-retry``)
+  and squash subjects (``Title (#N)``), and which commits each PR brought in.
+  The branch name is often the best summary a change has.
+
+Only the branch and PR number go into the commits' index terms, never the PR
+title: a title is what people type as a query, and indexing it on the commits
+would make history-trained weights learn from the answer key.
+
+Git runs through ``GitRepository`` (the project's hardened invocation), with
+``--no-ext-diff --no-textconv``: a repository's configured diff programs never run.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from symbiotic_assets.search.text import tokenize
+
+if TYPE_CHECKING:  # pragma: no cover
+    import duckdb
+
+    from symbiotic_assets.git.repository import GitRepository
+
+CHANGE_TERMS_VERSION = 1
+MAX_FUNCTIONS = 20
+MAX_IDENTIFIERS = 40
+MAX_DIFF_LINES = 4_000  # per commit; lines beyond are not read for identifiers
+MIN_IDENTIFIER = 4
+
+# git's built-in funcname drivers, switched on by file extension.
+LANGUAGE_ATTRIBUTES = """\
+*.py diff=python
+*.pyi diff=python
+*.go diff=golang
+*.js diff=javascript
+*.jsx diff=javascript
+*.mjs diff=javascript
+*.cjs diff=javascript
+*.ts diff=javascript
+*.tsx diff=javascript
+*.rs diff=rust
+*.java diff=java
+*.kt diff=kotlin
+*.rb diff=ruby
+*.php diff=php
+*.c diff=cpp
+*.h diff=cpp
+*.cc diff=cpp
+*.cpp diff=cpp
+*.hpp diff=cpp
+*.cs diff=csharp
+*.md diff=markdown
+*.rst diff=markdown
+"""
+
+SCHEMA_SQL = """
+CREATE SCHEMA IF NOT EXISTS search;
+CREATE TABLE IF NOT EXISTS search.change_terms (
+    repository VARCHAR NOT NULL,
+    hash VARCHAR NOT NULL,
+    functions VARCHAR[] NOT NULL,     -- functions/classes whose hunks changed
+    identifiers VARCHAR[] NOT NULL,   -- identifiers added or removed (bounded)
+    version INTEGER NOT NULL,         -- CHANGE_TERMS_VERSION
+    PRIMARY KEY (repository, hash)
+);
+CREATE TABLE IF NOT EXISTS search.change_groups (
+    repository VARCHAR NOT NULL,
+    group_hash VARCHAR NOT NULL,      -- the PR's merge commit, or the squash commit itself
+    pr_number INTEGER,
+    branch VARCHAR,                   -- head branch of a merged PR; NULL for squash merges
+    title VARCHAR,                    -- PR title where the history records it
+    commit_hash VARCHAR NOT NULL,     -- one non-merge commit the PR brought in
+    PRIMARY KEY (repository, group_hash, commit_hash)
+);
+"""
+
+_DEF_RE = re.compile(
+    r"\b(?:def|class|func|function|fn|struct|interface|type|module|impl|trait|enum|"
+    r"public|private|protected|static|async)\s+(?:\([^)]*\)\s*)?\*?([A-Za-z_$][\w$]*)"
+)
+_CALLISH_RE = re.compile(r"([A-Za-z_$][\w$]*)\s*(?:=\s*(?:async\s*)?(?:function\b|\()|\()")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEYWORDS = frozenset(
+    [
+        "self",
+        "this",
+        "None",
+        "True",
+        "False",
+        "true",
+        "false",
+        "null",
+        "nil",
+        "return",
+        "import",
+        "from",
+        "async",
+        "await",
+        "const",
+        "static",
+        "public",
+        "private",
+        "protected",
+        "class",
+        "def",
+        "func",
+        "function",
+        "while",
+        "elif",
+        "else",
+        "string",
+        "bool",
+        "float",
+        "void",
+        "int32",
+        "int64",
+        "uint8",
+        "error",
+        "return",
+        "self_",
+        "assert",
+        "raise",
+        "except",
+        "pass",
+        "break",
+        "continue",
+        "yield",
+        "lambda",
+        "typeof",
+        "instanceof",
+        "export",
+        "default",
+        "package",
+        "struct",
+        "interface",
+        "import",
+        "include",
+        "define",
+        "ifdef",
+        "endif",
+    ]
+)
+MERGE_RE = re.compile(r"^Merge pull request #(\d+) from (\S+)")
+SQUASH_RE = re.compile(r"^(.*\S)\s+\(#(\d+)\)$")
+
+
+@dataclass
+class CommitChange:
+    """Functions and identifiers one commit changed."""
+
+    hash: str
+    functions: list[str] = field(default_factory=list)
+    identifiers: list[str] = field(default_factory=list)
+
+
+def hunk_function(header: str) -> str | None:
+    """The function or class a hunk header names (``def send(self):`` -> ``send``)."""
+    m = _DEF_RE.search(header)
+    if m:
+        return m.group(1)
+    m = _CALLISH_RE.search(header)
+    if m and m.group(1) not in _KEYWORDS:
+        return m.group(1)
+    return None
+
+
+def _finish(change: CommitChange, added: dict[str, None], removed: dict[str, None]) -> CommitChange:
+    changed = [i for i in added if i not in removed] + [i for i in removed if i not in added]
+    change.identifiers = changed[:MAX_IDENTIFIERS]
+    return change
+
+
+def parse_patch_log(lines: Iterator[bytes]) -> Iterator[CommitChange]:
+    """Read ``git log -p -U0 --format=%x00%H`` output (one line at a time) into changes."""
+    change: CommitChange | None = None
+    added: dict[str, None] = {}
+    removed: dict[str, None] = {}
+    diff_lines = 0
+    for raw in lines:
+        if raw.startswith(b"\x00"):
+            if change is not None:
+                yield _finish(change, added, removed)
+            change = CommitChange(raw[1:].strip().decode("ascii", "replace"))
+            added, removed, diff_lines = {}, {}, 0
+            continue
+        if change is None:
+            continue
+        if raw.startswith(b"@@"):
+            end = raw.find(b"@@", 2)
+            header = raw[end + 2 :].decode("utf-8", "replace").strip() if end > 0 else ""
+            name = hunk_function(header) if header else None
+            if name and name not in change.functions and len(change.functions) < MAX_FUNCTIONS:
+                change.functions.append(name)
+            continue
+        if raw.startswith((b"+++", b"---")) or raw[:1] not in (b"+", b"-"):
+            continue
+        diff_lines += 1
+        if diff_lines > MAX_DIFF_LINES:
+            continue
+        target = added if raw[:1] == b"+" else removed
+        for ident in _IDENT_RE.findall(raw[1:].decode("utf-8", "replace")):
+            if len(ident) >= MIN_IDENTIFIER and ident not in _KEYWORDS and not ident.isdigit():
+                target.setdefault(ident, None)
+    if change is not None:
+        yield _finish(change, added, removed)
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    rest = b""
+    for chunk in chunks:
+        data = rest + chunk
+        parts = data.split(b"\n")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
+def read_changes(repo: GitRepository, hashes: Sequence[str]) -> Iterator[CommitChange]:
+    """Changes of the given non-merge commits (merges have no diff of their own here)."""
+    if not hashes:
+        return
+    with tempfile.TemporaryDirectory(prefix="symbiotic-attrs-") as tmp:
+        attributes = Path(tmp) / "attributes"
+        attributes.write_text(LANGUAGE_ATTRIBUTES, encoding="utf-8")
+        args = [
+            "-c", f"core.attributesFile={attributes}",
+            "log", "--no-walk=unsorted", "--stdin", "--no-ext-diff", "--no-textconv",
+            "--no-color", "-p", "-U0", "--no-renames", "--format=%x00%H",
+        ]  # fmt: skip
+        yield from parse_patch_log(_lines(repo.stream(args, stdin_lines=list(hashes))))
+
+
+@dataclass
+class ChangeGroup:
+    group_hash: str
+    pr_number: int | None
+    branch: str | None
+    title: str | None
+    commits: list[str]
+
+
+def read_groups(repo: GitRepository, merges: Sequence[tuple[str, str, str | None, list[str]]]) -> list[ChangeGroup]:  # fmt: skip
+    """PR groups from (hash, subject, body, parents) of candidate merge/squash commits."""
+    groups: list[ChangeGroup] = []
+    for commit, subject, body, parents in merges:
+        m = MERGE_RE.match(subject or "")
+        if m and len(parents) == 2:
+            out = repo.text(["rev-list", "--no-merges", parents[1], f"^{parents[0]}", "--"])
+            members = out.split()
+            lines = [ln.strip() for ln in (body or "").splitlines() if ln.strip()]
+            title = lines[0] if lines else None
+            if members:
+                groups.append(ChangeGroup(commit, int(m.group(1)), m.group(2), title, members))
+            continue
+        s = SQUASH_RE.match(subject or "")
+        if s and len(parents) == 1:
+            groups.append(ChangeGroup(commit, int(s.group(2)), None, s.group(1), [commit]))
+    return groups
+
+
+def branch_words(branch: str | None) -> str:
+    """``alice/fix-retry-backoff`` -> ``fix retry backoff`` (the owner is not a topic)."""
+    if not branch:
+        return ""
+    name = branch.split("/", 1)[1] if "/" in branch else branch
+    return " ".join(re.split(r"[-_/.]+", name)).strip()
+
+
+@dataclass(frozen=True)
+class ChangeTermsResult:
+    repository: str
+    commits: int  # commits read this run
+    groups: int  # PR groups found this run
+    seconds: float
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(SCHEMA_SQL)
+
+
+def refresh_change_terms(
+    con: duckdb.DuckDBPyConnection,
+    repo: GitRepository,
+    repository: str,
+    progress: Callable[[int, int], None] | None = None,
+    chunk: int = 2_000,
+) -> ChangeTermsResult:
+    """Read the changes of reachable commits not read yet, and the PR groups of new merges.
+
+    Incremental and idempotent: a commit already in ``search.change_terms`` (same
+    version) is not read again; rows are inserted with ``ON CONFLICT DO NOTHING``.
+    """
+    import pandas as pd
+
+    started = time.perf_counter()
+    ensure_schema(con)
+    todo = [
+        r[0]
+        for r in con.execute(
+            """
+            SELECT c.hash FROM git.commits c
+            WHERE c.repository = ? AND c.is_reachable AND NOT c.is_merge
+              AND NOT EXISTS (SELECT 1 FROM search.change_terms t WHERE t.repository = c.repository
+                              AND t.hash = c.hash AND t.version = ?)
+            ORDER BY c.authored_at, c.hash
+            """,
+            [repository, CHANGE_TERMS_VERSION],
+        ).fetchall()
+    ]
+    con.execute(
+        "DELETE FROM search.change_terms WHERE repository = ? AND version <> ?",
+        [repository, CHANGE_TERMS_VERSION],
+    )
+    done = 0
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        changes = {c.hash: c for c in read_changes(repo, part)}
+        frame = pd.DataFrame(
+            {
+                "repository": repository,
+                "hash": part,
+                "functions": [changes[h].functions if h in changes else [] for h in part],
+                "identifiers": [changes[h].identifiers if h in changes else [] for h in part],
+                "version": CHANGE_TERMS_VERSION,
+            }
+        )
+        con.register("_change_terms_new", frame)
+        try:
+            con.execute(
+                "INSERT INTO search.change_terms SELECT repository, hash, "
+                "functions::VARCHAR[], identifiers::VARCHAR[], version "
+                "FROM _change_terms_new ON CONFLICT DO NOTHING"
+            )
+        finally:
+            con.unregister("_change_terms_new")
+        done += len(part)
+        if progress is not None:
+            progress(done, len(todo))
+    candidates = con.execute(
+        """
+        SELECT c.hash, c.subject, c.body, c.parent_hashes FROM git.commits c
+        WHERE c.repository = ? AND c.is_reachable
+          AND (c.subject LIKE 'Merge pull request #%' OR regexp_matches(c.subject, '\\(#\\d+\\)$'))
+          AND NOT EXISTS (SELECT 1 FROM search.change_groups g
+                          WHERE g.repository = c.repository AND g.group_hash = c.hash)
+        """,
+        [repository],
+    ).fetchall()
+    groups = read_groups(repo, [(r[0], r[1], r[2], list(r[3] or [])) for r in candidates])
+    rows = [
+        (repository, g.group_hash, g.pr_number, g.branch, g.title, h)
+        for g in groups
+        for h in g.commits
+    ]
+    if rows:
+        con.executemany(
+            "INSERT INTO search.change_groups VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            rows,
+        )
+    return ChangeTermsResult(repository, len(todo), len(groups), time.perf_counter() - started)
+
+
+def change_text(functions: Sequence[str], identifiers: Sequence[str], branches: Sequence[str], prs: Sequence[int]) -> str:  # fmt: skip
+    """The words a commit's change adds to its index terms (see the module docstring)."""
+    parts = [*functions, *identifiers, *(branch_words(b) for b in branches)]
+    parts += [f"#{n}" for n in prs]
+    return " ".join(p for p in parts if p)
+
+
+def corpus_tokens(
+    con: duckdb.DuckDBPyConnection, hashes: Sequence[str], repositories: Sequence[str], texts: Sequence[str]
+) -> list[list[str]]:  # fmt: skip
+    """Index terms per corpus row: its text's terms plus its change terms (when read).
+
+    Rows without change terms (not read yet, or the tables do not exist) keep
+    exactly the terms of their text, so the index works before this pass ran.
+    """
+    ensure_schema(con)
+    frame_rows = con.execute(
+        """
+        WITH g AS (
+            SELECT repository, commit_hash, list(DISTINCT branch) FILTER (WHERE branch IS NOT NULL)
+                       AS branches,
+                   list(DISTINCT pr_number) FILTER (WHERE pr_number IS NOT NULL) AS prs
+            FROM search.change_groups GROUP BY ALL
+        )
+        SELECT coalesce(t.repository, g.repository), coalesce(t.hash, g.commit_hash),
+               coalesce(t.functions, []), coalesce(t.identifiers, []),
+               coalesce(g.branches, []), coalesce(g.prs, [])
+        FROM search.change_terms t
+        FULL OUTER JOIN g ON g.repository = t.repository AND g.commit_hash = t.hash
+        """
+    ).fetchall()
+    extra = {(r[0], r[1]): change_text(r[2], r[3], r[4], r[5]) for r in frame_rows}
+    out: list[list[str]] = []
+    for h, repo, text in zip(hashes, repositories, texts, strict=True):
+        more = extra.get((repo, h))
+        out.append(tokenize(text) + (tokenize(more) if more else []))
+    return out
