@@ -262,9 +262,9 @@ def get_cross_project_patterns(
 ) -> dict[str, Any]:
     """When people commit (author's local weekday x hour) and whether conflicts follow speed.
 
-    The correlation uses the same definition as marts.fct_conflict_velocity_correlation,
-    restricted to the window: days with judged two-parent merges, conflict rate against
-    non-merge commits in the 7 days up to the day; None below 3 days or without variance.
+    The correlation and the issue patterns are the marts' own definitions
+    (fct_conflict_velocity_correlation, fct_cross_project_issue_patterns), evaluated for
+    the window through the table macros the dbt build stores next to them.
     """
     since, until = _window(days_back, as_of)
     with open_snapshot(snapshot) as con:
@@ -300,59 +300,32 @@ def get_cross_project_patterns(
             """,
             [since, until],
         )
+        # the marts' own definitions (table macros the dbt build stores), for this window
         correlation = _rows(
             con,
-            """
-            WITH velocity AS (
-                SELECT repository, commit_date,
-                       sum(non_merge_commits) OVER (
-                           PARTITION BY repository ORDER BY commit_date
-                           RANGE BETWEEN INTERVAL 6 DAYS PRECEDING AND CURRENT ROW) AS commits_7d
-                FROM marts.fct_commit_velocity_daily
-            ), days AS (
-                SELECT m.repository, m.conflict_rate, coalesce(v.commits_7d, 0) AS commits_7d
-                FROM marts.fct_merge_conflicts_daily m
-                LEFT JOIN velocity v ON v.repository = m.repository AND v.commit_date = m.merge_date
-                WHERE m.two_parent_merges > 0 AND m.merge_date BETWEEN ? AND ?
-            ), scoped AS (
-                SELECT * FROM days UNION ALL SELECT ?, conflict_rate, commits_7d FROM days
-            )
-            SELECT repository, count(*) AS merge_days,
-                   avg(conflict_rate) AS mean_daily_conflict_rate,
-                   avg(commits_7d) AS mean_commits_7d,
-                   CASE WHEN count(*) >= 3 AND stddev_pop(commits_7d) > 0
-                             AND stddev_pop(conflict_rate) > 0
-                        THEN corr(conflict_rate, commits_7d) END AS conflict_velocity_correlation
-            FROM scoped GROUP BY repository ORDER BY repository = ?, repository
-            """,
-            [since, until, POOLED, POOLED],
+            "SELECT repository, merge_days, mean_daily_conflict_rate, mean_commits_7d, "
+            "conflict_velocity_correlation FROM marts.conflict_velocity_between(?, ?) "
+            "ORDER BY is_pooled, repository",
+            [since, until],
         )
-        # same definitions as marts.fct_cross_project_issue_patterns, restricted to the window
+        patterns = "marts.issue_patterns_between(?, ?)"
         issue_types = _rows(
             con,
-            """
-            SELECT issue_type, count(*) AS attempts, count(*) FILTER (WHERE NOT success) AS failures,
-                   count(DISTINCT project) AS projects,
-                   list(DISTINCT project ORDER BY project) FILTER (WHERE project IS NOT NULL)
-                       AS project_names
-            FROM staging.stg_memory__fix_attempts
-            WHERE attempted_at::DATE BETWEEN ? AND ?
-            GROUP BY issue_type ORDER BY projects DESC, attempts DESC, issue_type
+            f"""
+            SELECT issue_type, any_value(issue_attempts) AS attempts,
+                   any_value(issue_failures) AS failures, any_value(issue_projects) AS projects,
+                   any_value(issue_project_names) AS project_names
+            FROM {patterns} GROUP BY issue_type
+            ORDER BY projects DESC, attempts DESC, issue_type
             """,
             [since, until],
         )
         failing = _rows(
             con,
-            """
-            SELECT issue_type, agent_strategy, count(*) AS attempts,
-                   count(*) FILTER (WHERE NOT success) AS failures,
-                   count(*) FILTER (WHERE NOT success) / count(*) AS failure_rate,
-                   (count(*) FILTER (WHERE NOT success) + 1.0) / (count(*) + 2.0)
-                       AS smoothed_failure_rate,
-                   count(DISTINCT project) FILTER (WHERE NOT success) AS failing_projects
-            FROM staging.stg_memory__fix_attempts
-            WHERE attempted_at::DATE BETWEEN ? AND ?
-            GROUP BY issue_type, agent_strategy HAVING count(*) FILTER (WHERE NOT success) > 0
+            f"""
+            SELECT issue_type, agent_strategy, attempts, failures, failure_rate,
+                   smoothed_failure_rate, failing_projects
+            FROM {patterns} WHERE failures > 0
             ORDER BY failing_projects DESC, failures DESC, smoothed_failure_rate DESC,
                      issue_type, agent_strategy
             """,
