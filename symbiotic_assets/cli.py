@@ -245,32 +245,49 @@ def _print_summary(warehouse: str, outcomes: list[tuple[str, bool, str]]) -> Non
 
 @repos_app.command("list")
 def repos_list() -> None:
-    """Show configured and discovered repositories and whether each can be read."""
+    """Show configured and discovered repositories and whether each can be read.
+
+    One bad entry (a missing path, a symlink loop, a second path to a repository already
+    listed) is shown with its status; it never stops the listing.
+    """
+    from symbiotic_assets.core.config import path_problem
     from symbiotic_assets.git.repository import GitRepository, RepositoryError
 
     try:
         settings = load_settings()
-        specs = settings.all_repositories()
+        specs, skipped = settings.repository_listing()
     except ConfigError as exc:
         _fail(str(exc))
         return
     table = Table(title=f"Repositories ({settings.config_file or 'no symbiotic.yaml: default'})")
     table.add_column("name", no_wrap=True)
     table.add_column("path", overflow="fold")
-    table.add_column("status", no_wrap=True)
+    table.add_column("status", overflow="fold")
     for spec in specs:
         try:
-            GitRepository.open(spec.name, spec.path)
-            status = "[green]readable[/green]"
+            problem = path_problem(spec.path)
+            if problem:
+                status = f"[red]{problem}[/red]"
+            else:
+                GitRepository.open(spec.name, spec.path)
+                status = "[green]readable[/green]"
         except RepositoryError as exc:
             status = f"[red]{exc.cause}[/red]"
+        except Exception as exc:  # one entry must not hide the others
+            status = f"[red]cannot check: {type(exc).__name__}: {exc}[/red]"
         table.add_row(spec.name, str(spec.path), status)
+    for item in skipped:
+        status = (
+            f"[yellow]skipped: same repository as {item.same_as.name!r} "
+            f"({item.same_as.path}); read once[/yellow]"
+        )
+        table.add_row(item.spec.name, str(item.spec.path), status)
     console.print(table)
 
 
 @repos_app.command("add")
 def repos_add(
-    path: Annotated[Path, typer.Argument(help="A local git repository (work tree or bare).")],
+    path: Annotated[str, typer.Argument(help="A local git repository (work tree or bare).")],
     name: Annotated[
         str | None, typer.Option(help="Partition name; default: the folder name.")
     ] = None,
@@ -279,13 +296,23 @@ def repos_add(
     ),
 ) -> None:
     """Add a repository to symbiotic.yaml (checked to be a readable git repository first)."""
-    from symbiotic_assets.core.config import slugify
+    from symbiotic_assets.core.config import absolute_path, path_problem, remote_problem, slugify
     from symbiotic_assets.git.repository import GitRepository, RepositoryError
 
-    label = name or slugify(path.resolve().name)
+    # checked on the raw text: Path("https://host/x") would fold '//' and look like a path
+    remote = remote_problem(path)
+    if remote:
+        _fail(remote)
+        return
+    local = absolute_path(path, Path.cwd())
+    problem = path_problem(local)
+    if problem:
+        _fail(problem)
+        return
+    label = name or slugify(local.name)
     try:
-        GitRepository.open(label, path)
-        spec = add_repository_to_config(config, path, name)
+        GitRepository.open(label, local)
+        spec = add_repository_to_config(config, local, name)
     except (RepositoryError, ConfigError) as exc:
         _fail(str(exc))
         return

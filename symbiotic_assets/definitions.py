@@ -10,6 +10,7 @@ import dagster as dg
 
 from symbiotic_assets.analytics import definitions as analytics_definitions
 from symbiotic_assets.core.config import load_settings
+from symbiotic_assets.core.resources import settings_resource
 from symbiotic_assets.core.warehouse import WarehouseResource
 from symbiotic_assets.git import definitions as git_definitions
 from symbiotic_assets.memory import definitions as memory_definitions
@@ -20,7 +21,10 @@ from symbiotic_assets.serving import definitions as serving_definitions
 def build_definitions() -> dg.Definitions:
     settings = load_settings()
     shared = dg.Definitions(
-        resources={"warehouse": WarehouseResource(database=settings.warehouse)},
+        resources={
+            "warehouse": WarehouseResource(database=settings.warehouse),
+            "settings": settings_resource,
+        },
     )
     # Domains are imported as modules, not as `defs` objects: Dagster refuses a code
     # location module holding more than one Definitions object at module scope.

@@ -312,6 +312,7 @@ def _materialize(fixture: AnalyticsFixture) -> frozenset[str]:
     publish_def = next(iter(serving_defs.assets or []))
     resources = {
         **(analytics.resources or {}),
+        **(serving_defs.resources or {}),  # settings: where the snapshot is published
         "warehouse": WarehouseResource(database=str(fixture.warehouse)),
     }
     with dg.instance_for_test() as instance:

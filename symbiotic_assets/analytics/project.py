@@ -30,9 +30,13 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def export_warehouse_env(warehouse: str | None = None) -> str:
-    """Make SYMBIOTIC_WAREHOUSE absolute in this process's environment, for dbt's profile."""
-    database = warehouse or load_settings().warehouse
+def export_warehouse_env(warehouse: str) -> str:
+    """Make SYMBIOTIC_WAREHOUSE absolute in this process's environment, for dbt's profile.
+
+    The asset passes its ``warehouse`` resource's database, so dbt builds the warehouse
+    Dagster was configured with, not whatever the environment said at import.
+    """
+    database = warehouse
     if not database.startswith("md:"):
         database = str(Path(database).expanduser().resolve())
     os.environ["SYMBIOTIC_WAREHOUSE"] = database
@@ -46,15 +50,17 @@ def dbt_project() -> DbtProject:
     return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
-def prepare_dbt_manifest() -> Path:
+def prepare_dbt_manifest(warehouse: str | None = None) -> Path:
     """Run ``dbt parse`` and return the manifest's path.
 
     An exclusive file lock makes concurrent callers (pytest-xdist workers, two code
     servers) parse one at a time instead of writing the same target directory at once.
+    ``warehouse`` defaults to the configured one: this runs outside Dagster (``make
+    dbt-manifest``, building the definitions), where no resource is at hand.
     """
     from dagster_dbt import DbtCliResource
 
-    export_warehouse_env()
+    export_warehouse_env(warehouse or load_settings().warehouse)
     project = dbt_project()
     project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = project.manifest_path.parent / ".prepare.lock"

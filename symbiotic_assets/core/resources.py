@@ -1,8 +1,11 @@
-"""Dagster resource that hands assets an ``IssueEmbedder`` without loading it at import.
+"""Dagster resources: the settings, and an ``IssueEmbedder`` without loading it at import.
 
-Importing the code location must stay cheap, so the resource only holds
-configuration; the model is loaded (and, for ONNX, exported once) the first time
-an asset asks for the embedder, and the instance is reused for the rest of the run.
+Importing the code location must stay cheap, so the resources only hold
+configuration. ``SettingsResource`` reads ``symbiotic.yaml`` and the environment
+when an asset or sensor asks, not when the code location loads, so an edited file
+is seen by the next run without restarting Dagster. The embedder's model is loaded
+(and, for ONNX, exported once) the first time an asset asks for it, and the
+instance is reused for the rest of the run.
 """
 
 from __future__ import annotations
@@ -12,7 +15,31 @@ from typing import Literal
 import dagster as dg
 from pydantic import PrivateAttr
 
+from symbiotic_assets.core.config import Settings, load_settings
 from symbiotic_assets.core.embedding import DEFAULT_MODEL, IssueEmbedder
+
+
+class SettingsResource(dg.ConfigurableResource):
+    """Symbiotic's settings for assets and sensors (``symbiotic.yaml`` + ``SYMBIOTIC_*``).
+
+    ``config_file`` picks a file other than the default lookup (``$SYMBIOTIC_CONFIG``,
+    then ``./symbiotic.yaml``); ``home`` stands in for ``$SYMBIOTIC_HOME``. Both can be
+    set in a run's configuration. Assets take this resource instead of calling
+    ``load_settings()`` so a test or a deployment can hand them other settings the
+    Dagster way.
+    """
+
+    config_file: str | None = None
+    home: str | None = None
+
+    def get_settings(self) -> Settings:
+        """The settings as of now (re-read on each call: the file may have been edited)."""
+        return load_settings(self.config_file, home=self.home)
+
+
+# One instance shared by every domain's Definitions: Dagster merges definitions only
+# when a resource key maps to the very same object.
+settings_resource = SettingsResource()
 
 
 class EmbedderResource(dg.ConfigurableResource):

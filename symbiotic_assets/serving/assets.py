@@ -3,7 +3,7 @@
 import dagster as dg
 
 from symbiotic_assets.analytics.assets import MART_ASSET_KEYS, MART_MODELS
-from symbiotic_assets.core.config import load_settings
+from symbiotic_assets.core.resources import SettingsResource
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
 from symbiotic_assets.serving.publish import publish_snapshot
 
@@ -20,9 +20,9 @@ PUBLISHED_WAREHOUSE = dg.AssetKey(["serving", "published_warehouse"])
     "server. DuckDB 1.5 storage format, readable by the Grafana DuckDB plugin.",
 )
 def published_warehouse(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: SettingsResource
 ) -> dg.MaterializeResult:
-    published_dir = load_settings().published_dir
+    published_dir = settings.get_settings().published_dir
     result = publish_snapshot(warehouse.database, published_dir, marts=MART_MODELS)
     context.log.info(
         f"published {result.size_bytes / 1e6:.1f} MB ({result.tables} tables, {result.views} views) "

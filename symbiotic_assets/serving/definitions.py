@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from symbiotic_assets.core.resources import settings_resource
 from symbiotic_assets.serving.assets import published_warehouse
 
-defs = dg.Definitions(assets=[published_warehouse])
+defs = dg.Definitions(assets=[published_warehouse], resources={"settings": settings_resource})

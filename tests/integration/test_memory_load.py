@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from symbiotic_assets.core.resources import SettingsResource
 from symbiotic_assets.events.store import MemoryStore
 from symbiotic_assets.memory.loader import load_memory
 
@@ -68,14 +69,17 @@ def test_memory_asset_and_sensor(symbiotic_home: Path):
 
     defs = build_definitions()
     sensor = defs.resolve_sensor_def("memory_events_sensor")
+    settings = {"settings": SettingsResource()}  # called directly, the sensor needs its resource
     with dg.instance_for_test() as instance:
-        skipped = sensor(dg.build_sensor_context(instance=instance))
+        skipped = sensor(dg.build_sensor_context(instance=instance, resources=settings))
         assert not skipped.run_requests
         with MemoryStore(symbiotic_home / "memory.sqlite") as store:
             store.record_fix_attempt(attempt(1))
-        fired = sensor(dg.build_sensor_context(instance=instance))
+        fired = sensor(dg.build_sensor_context(instance=instance, resources=settings))
         assert len(fired.run_requests) == 1
-        quiet = sensor(dg.build_sensor_context(instance=instance, cursor=fired.cursor))
+        quiet = sensor(
+            dg.build_sensor_context(instance=instance, resources=settings, cursor=fired.cursor)
+        )
         assert not quiet.run_requests
         result = defs.resolve_job_def("memory_load").execute_in_process(instance=instance)
         assert result.success
