@@ -1,39 +1,85 @@
-"""One repository, reached through GitPython's command interface.
+"""One repository, read with git in a hardened environment: nothing it configures runs.
 
-Every git call goes through :class:`git.Git` (``execute``), with our own
-arguments only: user input never becomes a git option. Output is read as
-bytes, so non-UTF-8 names and paths reach the parser intact.
+Teams register clones they did not create, so a repository is untrusted input. Its
+``.git/config`` and attribute files can name programs (merge drivers, clean/smudge
+filters, textconv, external diff, fsmonitor, hooks, pagers, ssh commands, credential
+helpers, promisor remotes fetched lazily); git runs them when the command at hand needs
+them. Every git call here therefore runs with:
+
+- an environment built from nothing (``git_environment``): no system or global config,
+  no system attributes, no pager, no prompts, every transport refused
+  (``GIT_ALLOW_PROTOCOL`` empty, which beats ``protocol.*.allow`` in the repository),
+  no lazy fetch;
+- ``-c`` overrides (``HARDENING``) for the repository's own keys that could name a
+  program: ``-c`` outranks the repository's config;
+- ``--no-ext-diff --no-textconv`` on every ``log``/``diff``/``show``.
+
+Merge drivers and filters are selected by attributes and defined by config keys with
+names of the repository's choosing, so no override can list them all; re-merges run in
+a scratch repository instead (``scratch_repository``). Output is read as bytes, so
+non-UTF-8 names and paths reach the parser intact, and user input never becomes a git
+option.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import os
 import queue
 import re
+import shutil
 import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import git
+from typing import IO, Any
 
 MIN_GIT_VERSION = (2, 38)  # merge-tree --write-tree
+STDIN_MERGE_VERSION = (2, 42)  # merge-tree --stdin with --write-tree output
 CHUNK_BYTES = 1 << 20
 READ_AHEAD_CHUNKS = 64
 
-_GIT_CONFIG = [
+# What we want from git's output, not a defence.
+_OUTPUT_CONFIG = [
     "-c", "core.quotepath=off",
     "-c", "color.ui=never",
-    "-c", "log.showSignature=false",
+    "-c", "log.showSignature=false",  # also a defence: showing signatures runs gpg.program
     "-c", "diff.renames=true",
     "-c", "log.mailmap=true",
-    "-c", "core.pager=cat",
 ]  # fmt: skip
+
+# Repository config keys that name a program git could run, each set to something inert.
+# ``-c`` outranks the repository's own config; tests/integration/test_git_trust.py arms
+# each key in a repository and checks nothing runs.
+HARDENING = [
+    "-c", "core.fsmonitor=false",
+    "-c", f"core.hooksPath={os.devnull}",
+    "-c", f"core.attributesFile={os.devnull}",
+    "-c", "core.pager=cat",
+    "-c", "core.askPass=false",
+    "-c", "core.sshCommand=false",
+    "-c", "core.gitProxy=false",
+    "-c", "credential.helper=",
+    "-c", "protocol.allow=never",
+    "-c", "gpg.program=false",
+    "-c", "gpg.ssh.program=false",
+    "-c", "gpg.x509.program=false",
+    "-c", "merge.renormalize=false",
+    "-c", "gc.auto=0",
+    "-c", "maintenance.auto=false",
+    "-c", "diff.submodule=short",
+    "-c", "submodule.recurse=false",
+]  # fmt: skip
+
+# Subcommands that can print diffs: external diff and textconv are switched off outright.
+_DIFF_COMMANDS = frozenset({"log", "diff", "show", "whatchanged"})
+
+_GIT_CONFIG = _OUTPUT_CONFIG + HARDENING
 
 
 class RepositoryError(RuntimeError):
@@ -55,12 +101,126 @@ class Ref:
     symref: str | None
 
 
-def _git_version() -> tuple[int, int]:
-    out = git.Git().execute(["git", "version"])
-    match = re.search(r"(\d+)\.(\d+)", str(out))
-    if not match:
-        raise RuntimeError(f"cannot read git version from {out!r}")
+@lru_cache(maxsize=1)
+def _private_home() -> Path:
+    """An empty folder of our own, standing in for HOME and holding our global config.
+
+    git reads per-user files under HOME (``~/.config/git/attributes`` among them); an
+    empty folder means there are none. Removed when the process exits.
+    """
+    home = Path(tempfile.mkdtemp(prefix="symbiotic-git-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    return home
+
+
+@lru_cache(maxsize=1)
+def _global_config() -> str:
+    """The only global config git sees: the operator's ``safe.directory`` entries, if any.
+
+    ``safe.directory`` is honoured only in system or global config, so ignoring those
+    outright would refuse every repository owned by another user even where the operator
+    allowed it. Nothing else is carried over: reading the operator's files is harmless
+    (``git config`` outside a repository runs nothing), but what they set would change
+    what we read from one machine to the next.
+    """
+    env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"}
+    for key in ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    proc = subprocess.run(
+        ["git", "config", "--get-all", "safe.directory"],
+        cwd=os.path.abspath(os.sep),
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    entries = [line for line in proc.stdout.decode(errors="replace").splitlines() if line]
+    if not entries:
+        return os.devnull
+    target = _private_home() / "gitconfig"
+    lines = ["[safe]"] + [f"\tdirectory = {_quote_config(e)}" for e in entries]
+    target.write_text("\n".join(lines) + "\n")
+    return str(target)
+
+
+def _quote_config(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def git_environment(**extra: str) -> dict[str, str]:
+    """The whole environment of every git process we start (nothing inherited but PATH).
+
+    Why each entry: no system/global config or system attributes (only what we pass with
+    ``-c`` applies on top of the repository's own config); transports all refused, since
+    ``GIT_ALLOW_PROTOCOL`` (set, empty) overrides every ``protocol.*.allow`` a repository
+    may set, and a partial clone's promisor remote would otherwise be fetched, through
+    any transport it names, as soon as an object is missing; prompts, askpass, ssh and
+    pager commands replaced by ``false``/``cat``; optional locks off, so reading never
+    writes the index.
+    """
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "LC_ALL": "C",
+        "LANGUAGE": "C",
+        "TZ": "UTC",
+        "HOME": str(_private_home()),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": _global_config(),
+        "GIT_ATTR_NOSYSTEM": "1",
+        "GIT_ALLOW_PROTOCOL": "",
+        "GIT_PROTOCOL_FROM_USER": "0",
+        "GIT_NO_LAZY_FETCH": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "false",
+        "SSH_ASKPASS": "false",
+        "GIT_SSH_COMMAND": "false",
+        "GIT_PAGER": "cat",
+        "PAGER": "cat",
+        "GIT_EDITOR": "false",
+        "GIT_OPTIONAL_LOCKS": "0",
+    }
+    env.update(extra)
+    return env
+
+
+def git_command(args: Sequence[str]) -> list[str]:
+    """``git`` with the hardening options, then ``args``.
+
+    Diff-printing commands get ``--no-ext-diff --no-textconv`` after every option of
+    ours (before a ``--``, if any), so that no earlier flag can switch them back on.
+    """
+    args = list(args)
+    if args and args[0] in _DIFF_COMMANDS:
+        end = args.index("--") if "--" in args else len(args)
+        args[end:end] = ["--no-ext-diff", "--no-textconv"]
+    return ["git", "--no-pager", *_GIT_CONFIG, *args]
+
+
+@lru_cache(maxsize=1)
+def git_version() -> tuple[int, int]:
+    """(major, minor) of the git on PATH."""
+    proc = subprocess.run(
+        ["git", "version"], env=git_environment(), capture_output=True, check=False
+    )
+    out = proc.stdout.decode(errors="replace")
+    match = re.search(r"(\d+)\.(\d+)", out)
+    if proc.returncode != 0 or not match:
+        raise RuntimeError(f"cannot read the git version from {out!r} (status {proc.returncode})")
     return int(match.group(1)), int(match.group(2))
+
+
+def _run_git(
+    cwd: Path, args: Sequence[str], stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        git_command(args),
+        cwd=str(cwd),
+        env=env or git_environment(),
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
 
 
 class GitRepository:
@@ -71,8 +231,7 @@ class GitRepository:
         self.path = path
         self.git_dir = git_dir
         self.is_bare = is_bare
-        self._git = git.Git(str(path))
-        self._git.update_environment(GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
+        self.env = git_environment()
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -87,45 +246,25 @@ class GitRepository:
             raise RepositoryError(name, f"path {p} does not exist")
         if not p.is_dir():
             raise RepositoryError(name, f"path {p} is not a directory")
-        version = _git_version()
+        version = git_version()
         if version < MIN_GIT_VERSION:
             raise RepositoryError(
                 name,
                 f"git {version[0]}.{version[1]} is too old; merge-tree --write-tree needs 2.38+",
             )
-        probe = git.Git(str(p))
-        try:
-            out = probe.execute(
-                [
-                    "git",
-                    "rev-parse",
-                    "--path-format=absolute",
-                    "--git-dir",
-                    "--is-bare-repository",
-                    "--show-toplevel",
-                ],
-                with_extended_output=False,
-            )
-        except git.GitCommandError as exc:
+        probe = ["rev-parse", "--path-format=absolute", "--git-dir", "--is-bare-repository"]
+        proc = _run_git(p, [*probe, "--show-toplevel"])
+        if proc.returncode != 0:
             # --show-toplevel fails in a bare repository; try again without it
-            try:
-                out = probe.execute(
-                    [
-                        "git",
-                        "rev-parse",
-                        "--path-format=absolute",
-                        "--git-dir",
-                        "--is-bare-repository",
-                    ]
-                )
-            except git.GitCommandError:
-                stderr = (exc.stderr or "").strip().replace("\n", " ")
-                if "dubious ownership" in stderr:
+            first_error = proc.stderr.decode(errors="replace").strip().replace("\n", " ")
+            proc = _run_git(p, probe)
+            if proc.returncode != 0:
+                if "dubious ownership" in first_error:
                     raise RepositoryError(
                         name, f"git refuses {p}: dubious ownership (see git config safe.directory)"
                     ) from None
                 raise RepositoryError(name, f"{p} is not a git repository") from None
-        lines = str(out).splitlines()
+        lines = _text(proc.stdout).splitlines()
         git_dir = Path(lines[0])
         is_bare = lines[1].strip() == "true"
         if not is_bare and len(lines) > 2:
@@ -139,21 +278,17 @@ class GitRepository:
 
     # -- running git ---------------------------------------------------------------------
     def run(
-        self, args: Sequence[str], *, ok_codes: Sequence[int] = (0,)
+        self, args: Sequence[str], *, ok_codes: Sequence[int] = (0,), stdin: bytes | None = None
     ) -> tuple[int, bytes, bytes]:
         """Run a git command to completion, returning (status, stdout, stderr) as bytes."""
-        status, out, err = self._git.execute(
-            ["git", *_GIT_CONFIG, *args],
-            with_extended_output=True,
-            with_exceptions=False,
-            stdout_as_string=False,
-        )
-        if status not in ok_codes:
+        proc = _run_git(self.path, args, stdin=stdin, env=self.env)
+        if proc.returncode not in ok_codes:
             raise RepositoryError(
                 self.name,
-                f"git {' '.join(args[:3])} failed with status {status}: {_text(err).strip()[:500]}",
+                f"git {' '.join(args[:3])} failed with status {proc.returncode}: "
+                f"{_text(proc.stderr).strip()[:500]}",
             )
-        return status, bytes(out), err if isinstance(err, bytes) else str(err).encode()
+        return proc.returncode, proc.stdout, proc.stderr
 
     def text(self, args: Sequence[str]) -> str:
         return _text(self.run(args)[1])
@@ -172,18 +307,20 @@ class GitRepository:
                 stdin = stack.enter_context(tempfile.TemporaryFile())
                 stdin.write(("\n".join(stdin_lines) + "\n").encode())
                 stdin.seek(0)
-            proc = self._git.execute(
-                ["git", *_GIT_CONFIG, *args],
-                as_process=True,
-                istream=stdin,
-                stdout_as_string=False,
+            popen = subprocess.Popen(
+                git_command(args),
+                cwd=str(self.path),
+                env=self.env,
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                bufsize=0,
             )
-            popen = proc.proc
-            assert popen is not None and popen.stdout is not None and popen.stderr is not None
-            # GitPython leaves stderr as a pipe; drain it in the background so a
-            # chatty git never blocks on a full pipe while we read stdout.
+            assert popen.stdout is not None and popen.stderr is not None
+            # drain stderr in the background so a chatty git never blocks on a full pipe
+            # while we read stdout.
             err_chunks: list[bytes] = []
-            stderr = popen.stderr
+            stderr: IO[bytes] = popen.stderr
             drain = threading.Thread(target=lambda: err_chunks.extend(stderr), daemon=True)
             drain.start()
             # A reader thread keeps git's pipe empty while the consumer parses, so git
@@ -220,6 +357,8 @@ class GitRepository:
             reader.join()
             status = popen.wait()
             drain.join(timeout=5)
+            stdout.close()
+            stderr.close()
             if status != 0:
                 raise RepositoryError(
                     self.name,
@@ -274,14 +413,12 @@ class GitRepository:
         """Which of ``hashes`` are commits present in the object database."""
         if not hashes:
             return set()
-        proc = subprocess.run(
-            ["git", "-C", str(self.path), "cat-file", "--batch-check=%(objectname) %(objecttype)"],
-            input=("\n".join(hashes) + "\n").encode(),
-            capture_output=True,
-            check=False,
-        )
+        out = self.run(
+            ["cat-file", "--batch-check=%(objectname) %(objecttype)"],
+            stdin=("\n".join(hashes) + "\n").encode(),
+        )[1]
         present = set()
-        for line in proc.stdout.decode().splitlines():
+        for line in out.decode().splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[1] == "commit":
                 present.add(parts[0])
@@ -339,14 +476,34 @@ def _text(raw: bytes | str) -> str:
         return raw.decode("latin-1")
 
 
-def git_env_isolated_objects(objects_dir: Path, scratch: Path) -> dict[str, str]:
-    """Environment that makes git write new objects to ``scratch`` and read the real ones.
+@contextlib.contextmanager
+def scratch_repository(repo: GitRepository) -> Iterator[Path]:
+    """A throw-away bare repository that reads ``repo``'s objects and nothing else of it.
 
-    ``merge-tree --write-tree`` stores the trees it builds; pointing the object
-    directory at a scratch folder with the repository's own objects as an
-    alternate keeps the user's repository untouched.
+    Why: a merge runs the merge driver and, with ``merge.renormalize``, the clean filter
+    that the repository's attributes select and its config defines, under names of its
+    choosing. Here the config is ours (written by ``git init`` with no templates: no
+    hooks, no drivers, no filters), there is no work tree and no ``info/attributes``, so
+    no attribute selects anything. The objects come through ``objects/info/alternates``;
+    the trees a merge writes land in the scratch folder, so ``repo`` is never written.
+    A shallow clone's ``shallow`` file is copied, so its cut-off parents read as cut off.
     """
-    env = dict(os.environ)
-    env["GIT_OBJECT_DIRECTORY"] = str(scratch)
-    env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = str(objects_dir)
-    return env
+    fmt = repo.text(["rev-parse", "--show-object-format"]).strip() or "sha1"
+    objects = repo.objects_dir()
+    with tempfile.TemporaryDirectory(prefix="symbiotic-merge-") as tmp:
+        scratch = Path(tmp) / "scratch.git"
+        proc = _run_git(
+            Path(tmp),
+            ["init", "--quiet", "--bare", "--template=", f"--object-format={fmt}", str(scratch)],
+        )
+        if proc.returncode != 0:
+            raise RepositoryError(
+                repo.name, f"cannot create a scratch repository: {_text(proc.stderr).strip()}"
+            )
+        info = scratch / "objects" / "info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "alternates").write_text(f"{objects}\n")
+        shallow = repo.git_dir / "shallow"
+        if shallow.is_file():
+            shutil.copyfile(shallow, scratch / "shallow")
+        yield scratch
