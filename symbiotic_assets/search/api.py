@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from symbiotic_assets.core.publish import PublishedCache
 from symbiotic_assets.search.index import SearchIndex, current_version, load_published
@@ -27,6 +27,7 @@ from symbiotic_assets.search.text import parse_query
 if TYPE_CHECKING:  # pragma: no cover
     from symbiotic_assets.core.embedding import IssueEmbedder
     from symbiotic_assets.events.store import StoreLike
+    from symbiotic_assets.search.change_terms import PublishedGroups
     from symbiotic_assets.search.index import Hit
 
 _indexes: PublishedCache[SearchIndex] = PublishedCache(current_version, load_published)
@@ -49,6 +50,90 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """One change found: a pull request (or a lone commit) with its matching commits.
+
+    ``title`` is the PR title where the history records it (GitHub merge message or
+    squash subject), else the subject of its best commit.
+    """
+
+    rank: int
+    repository: str
+    title: str
+    pr_number: int | None
+    branch: str | None
+    group_hash: str | None  # the merge or squash commit; None for a commit outside any PR
+    score: float  # of its best commit
+    commits: list[SearchResult]  # the matching commits, best first
+    paths: list[str]  # touched by the matching commits, at most 20
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_groups: PublishedCache[PublishedGroups] | None = None
+
+
+def _load_groups(root: Path) -> PublishedGroups | None:
+    """The published change groups next to the index, or None when none were published."""
+    global _groups
+    from symbiotic_assets.core.publish import NotPublishedError
+    from symbiotic_assets.search.change_terms import _current, load_groups
+
+    if _groups is None:
+        _groups = PublishedCache(_current, load_groups)
+    try:
+        return _groups.get(root)
+    except NotPublishedError:
+        return None
+
+
+def group_by_change(
+    results: Sequence[SearchResult], groups: PublishedGroups | None, k: int
+) -> list[ChangeResult]:
+    """Fold ranked commits into changes, in the order of each change's best commit.
+
+    Every commit appears once, in the change that brought it in (a commit outside
+    any known PR is a change of its own); at most ``k`` changes are returned.
+    """
+    order: list[tuple[str, str]] = []
+    members: dict[tuple[str, str], list[SearchResult]] = {}
+    info: dict[tuple[str, str], Any] = {}
+    for r in results:
+        g = groups.group_of(r.repository, r.hash) if groups is not None else None
+        key = (r.repository, g.group_hash if g is not None else r.hash)
+        if key not in members:
+            if len(order) == k:
+                continue
+            order.append(key)
+            members[key] = []
+            info[key] = g
+        members[key].append(r)
+    out: list[ChangeResult] = []
+    for rank, key in enumerate(order, start=1):
+        commits = members[key]
+        g = info[key]
+        paths = list(dict.fromkeys(p for c in commits for p in c.paths))[:20]
+        out.append(
+            ChangeResult(
+                rank=rank,
+                repository=key[0],
+                title=(g.title if g is not None and g.title else commits[0].subject),
+                pr_number=g.pr_number if g is not None else None,
+                branch=g.branch if g is not None else None,
+                group_hash=g.group_hash if g is not None else None,
+                score=commits[0].score,
+                commits=[
+                    SearchResult(**{**c.to_dict(), "rank": i})
+                    for i, c in enumerate(commits, start=1)
+                ],
+                paths=paths,
+            )
+        )
+    return out
 
 
 def default_index_root() -> Path:
@@ -105,6 +190,7 @@ def explain(hit: Hit, index: SearchIndex, surface: dict[str, str]) -> str:
     return "; ".join(parts)
 
 
+@overload
 def semantic_search(
     query: str,
     k: int = 10,
@@ -116,13 +202,58 @@ def semantic_search(
     include_merges: bool = False,
     *,
     index_root: Path | None = None,
-) -> list[SearchResult]:
+    grouped: Literal[False] = False,
+) -> list[SearchResult]: ...
+
+
+@overload
+def semantic_search(
+    query: str,
+    k: int = 10,
+    repositories: Sequence[str] | None = None,
+    authors: Sequence[str] | None = None,
+    since: datetime | date | str | None = None,
+    until: datetime | date | str | None = None,
+    paths: Sequence[str] | None = None,
+    include_merges: bool = False,
+    *,
+    index_root: Path | None = None,
+    grouped: Literal[True],
+) -> list[ChangeResult]: ...
+
+
+def semantic_search(
+    query: str,
+    k: int = 10,
+    repositories: Sequence[str] | None = None,
+    authors: Sequence[str] | None = None,
+    since: datetime | date | str | None = None,
+    until: datetime | date | str | None = None,
+    paths: Sequence[str] | None = None,
+    include_merges: bool = False,
+    *,
+    index_root: Path | None = None,
+    grouped: bool = False,
+) -> list[SearchResult] | list[ChangeResult]:
     """Commits best matching ``query`` across all published repositories, best first.
 
     Filters: repository names, author substrings (name, case-insensitive),
     authored in ``[since, until)``, touching a path under one of ``paths``;
     merges are left out unless ``include_merges``.
+
+    ``grouped=True`` returns up to ``k`` changes instead (``ChangeResult``: a pull
+    request with all of its commits among the best ``5 * k`` matches, or a lone
+    commit), read from the change groups published next to the index.
     """
+    if grouped:
+        if not 1 <= k <= 1000:
+            raise ValueError(f"k={k}: must be between 1 and 1000")
+        root = index_root or default_index_root()
+        flat = semantic_search(
+            query, min(1000, max(5 * k, 50)), repositories, authors, since, until, paths,
+            include_merges, index_root=index_root,
+        )  # fmt: skip
+        return group_by_change(flat, _load_groups(root.parent / "search-changes"), k)
     if not isinstance(query, str) or not query.strip():
         raise ValueError(f"query={query!r}: must be a non-empty string")
     if not 1 <= k <= 1000:

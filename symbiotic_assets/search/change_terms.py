@@ -419,3 +419,83 @@ def corpus_tokens(
         more = extra.get((repo, h))
         out.append(tokenize(text) + (tokenize(more) if more else []))
     return out
+
+
+# --------------------------------------------------------------------------- published groups
+GROUPS_WHAT = "change groups"
+
+
+@dataclass
+class PublishedGroups:
+    """PR groups as readers see them: which change each commit belongs to."""
+
+    groups: list[ChangeGroupInfo]
+    of_commit: dict[tuple[str, str], int]  # (repository, commit hash) -> index in groups
+    version: str = ""
+
+    def group_of(self, repository: str, commit: str) -> ChangeGroupInfo | None:
+        i = self.of_commit.get((repository, commit))
+        return self.groups[i] if i is not None else None
+
+
+@dataclass(frozen=True)
+class ChangeGroupInfo:
+    repository: str
+    group_hash: str
+    pr_number: int | None
+    branch: str | None
+    title: str | None
+
+
+def publish_groups(con: duckdb.DuckDBPyConnection, root: Path) -> str:
+    """Write every PR group of the warehouse as a new published version under ``root``.
+
+    A commit brought in by two PRs (a backport, a re-merged branch) belongs to the
+    older one, so each commit is shown once.
+    """
+    import json
+
+    from symbiotic_assets.core.publish import publish_version
+
+    ensure_schema(con)
+    rows = con.execute(
+        """
+        SELECT g.repository, g.group_hash, any_value(g.pr_number), any_value(g.branch),
+               any_value(g.title), list(g.commit_hash ORDER BY g.commit_hash),
+               min(c.committed_at) AS at
+        FROM search.change_groups g
+        LEFT JOIN git.commits c ON c.repository = g.repository AND c.hash = g.group_hash
+        GROUP BY g.repository, g.group_hash
+        ORDER BY at NULLS LAST, g.repository, g.group_hash
+        """
+    ).fetchall()
+    data = {
+        "groups": [[r[0], r[1], r[2], r[3], r[4]] for r in rows],
+        "members": [r[5] for r in rows],
+    }
+
+    def write(folder: Path, version: str) -> None:
+        folder.mkdir(parents=True)
+        (folder / "groups.json").write_text(json.dumps(data), encoding="utf-8")
+
+    return publish_version(root, write)
+
+
+def _current(root: Path) -> str:
+    from symbiotic_assets.core.publish import current_version
+
+    return current_version(root, what=GROUPS_WHAT, hint="materialize search/change_terms first")
+
+
+def load_groups(root: Path) -> PublishedGroups:
+    """The published groups the pointer under ``root`` names."""
+    import json
+
+    version = _current(root)
+    data = json.loads((root / "versions" / version / "groups.json").read_text(encoding="utf-8"))
+    groups = [ChangeGroupInfo(*g) for g in data["groups"]]
+    of_commit: dict[tuple[str, str], int] = {}
+    for i, (g, members) in enumerate(zip(groups, data["members"], strict=True)):
+        for h in members:
+            of_commit.setdefault((g.repository, h), i)
+    return PublishedGroups(groups, of_commit, version)

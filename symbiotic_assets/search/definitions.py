@@ -16,11 +16,13 @@ from symbiotic_assets.search.assets import (
     ranker_weights,
     serving_index,
 )
+from symbiotic_assets.search.change_assets import CHANGE_TERMS, change_terms
 
 search_embed_job = dg.define_asset_job(
     "search_embed",
-    selection=dg.AssetSelection.assets(COMMIT_EMBEDDINGS),
-    description="Embed the commits of one repository that have no vector yet.",
+    selection=dg.AssetSelection.assets(COMMIT_EMBEDDINGS, CHANGE_TERMS),
+    description="Embed the commits of one repository that have no vector yet, and read the "
+    "changes (functions, identifiers, PR groups) of commits not read yet.",
 )
 search_publish_job = dg.define_asset_job(
     "search_publish",
@@ -49,7 +51,7 @@ hourly_search_publish = dg.ScheduleDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[commit_embeddings, ranker_weights, serving_index],
+    assets=[commit_embeddings, change_terms, ranker_weights, serving_index],
     jobs=[search_embed_job, search_publish_job],
     schedules=[hourly_search_embed, hourly_search_publish],
     resources={"search_embedder": EmbedderResource()},
