@@ -313,13 +313,18 @@ class Environment(BaseModel):
     home: Path
     config: str | None = None
     warehouse: str | None = None
+    repositories_text: str = ""  # as set, before splitting on os.pathsep
     repositories: list[str] = []
     mcp_token: str = ""
     model_cache: str | None = None
 
 
 def read_environment(environ: Mapping[str, str] | None = None) -> Environment:
-    """The environment overrides, from ``environ`` (default ``os.environ``)."""
+    """The environment overrides, from ``environ`` (default ``os.environ``).
+
+    Never raises: a process that only needs its home or the MCP token must not fail on
+    an unrelated variable; :func:`load_settings` validates the repository list.
+    """
     env = os.environ if environ is None else environ
 
     def value(name: str) -> str | None:
@@ -327,14 +332,11 @@ def read_environment(environ: Mapping[str, str] | None = None) -> Environment:
         return raw if raw and raw.strip() else None
 
     extra = env.get("SYMBIOTIC_REPOSITORIES", "")
-    remote = re.search(r"[A-Za-z][A-Za-z0-9+.-]*://\S*", extra)
-    if remote:
-        # splitting on ':' would cut a URL into two "missing paths"; say what it is
-        raise ConfigError(f"SYMBIOTIC_REPOSITORIES: {remote_problem(remote.group(0))}")
     return Environment(
         home=Path(value("SYMBIOTIC_HOME") or ".symbiotic").expanduser().resolve(),
         config=value("SYMBIOTIC_CONFIG"),
         warehouse=value("SYMBIOTIC_WAREHOUSE"),
+        repositories_text=extra,
         repositories=[p for p in extra.split(os.pathsep) if p.strip()],
         mcp_token=env.get("SYMBIOTIC_MCP_TOKEN", ""),
         model_cache=value("SYMBIOTIC_MODEL_CACHE"),
@@ -344,6 +346,11 @@ def read_environment(environ: Mapping[str, str] | None = None) -> Environment:
 def symbiotic_home() -> Path:
     """``$SYMBIOTIC_HOME`` (default ``./.symbiotic``), absolute."""
     return read_environment().home
+
+
+def mcp_token() -> str:
+    """``$SYMBIOTIC_MCP_TOKEN``: the bearer token the MCP server requires over HTTP."""
+    return read_environment().mcp_token
 
 
 # -- paths and repository identity ---------------------------------------------------------
@@ -553,6 +560,10 @@ def load_settings(
     base = cfg_path.parent if cfg_path else Path.cwd()
 
     repos = [_spec(entry, base) for entry in config.repositories]
+    remote = re.search(r"[A-Za-z][A-Za-z0-9+.-]*://\S*", env.repositories_text)
+    if remote:
+        # splitting on ':' would cut a URL into two "missing paths"; say what it is
+        raise ConfigError(f"SYMBIOTIC_REPOSITORIES: {remote_problem(remote.group(0))}")
     for j, raw in enumerate(env.repositories):
         try:
             entry = RepositoryEntry(path=raw)

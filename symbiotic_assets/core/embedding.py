@@ -105,7 +105,9 @@ def cache_key(text: str, model_id: str) -> str:
 
 def default_cache_dir() -> Path:
     """Where exported ONNX models live: ``$SYMBIOTIC_HOME/models`` (``./.symbiotic/models``)."""
-    return Path(os.environ.get("SYMBIOTIC_HOME", ".symbiotic")).expanduser() / "models"
+    from symbiotic_assets.core.config import symbiotic_home
+
+    return symbiotic_home() / "models"
 
 
 def resolve_model(model_name: str | None) -> str:

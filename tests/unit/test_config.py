@@ -290,3 +290,34 @@ def test_every_symbiotic_variable_is_registered_documented_and_read_in_config():
     docs = (PROJECT_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     undocumented = [name for name in ENVIRONMENT_VARIABLES if f"`{name}`" not in docs]
     assert not undocumented
+
+
+# Files that still read a SYMBIOTIC_* variable themselves, pending their owners' edits
+# (config.py offers mcp_token() for it).
+PENDING_DIRECT_READS = {"symbiotic_assets/mcp/cli.py"}
+
+
+def test_symbiotic_variables_are_read_only_in_config():
+    read = re.compile(
+        r"""(getenv\(|environ\.get\(|environ\[)\s*(["']SYMBIOTIC_|TOKEN_ENV)(?![^\n]*\]\s*=[^=])"""
+    )
+    readers = sorted(
+        source.relative_to(PROJECT_ROOT).as_posix()
+        for source in (PROJECT_ROOT / "symbiotic_assets").rglob("*.py")
+        if read.search(source.read_text(encoding="utf-8"))
+    )
+    assert set(readers) - PENDING_DIRECT_READS <= {"symbiotic_assets/core/config.py"}
+
+
+def test_environment_read_never_fails_on_an_unrelated_variable(
+    symbiotic_home: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from symbiotic_assets.core.config import mcp_token
+    from symbiotic_assets.core.config import symbiotic_home as home
+    from symbiotic_assets.core.embedding import default_cache_dir
+
+    monkeypatch.setenv("SYMBIOTIC_REPOSITORIES", "https://github.com/org/repo.git")
+    monkeypatch.setenv("SYMBIOTIC_MCP_TOKEN", "s3cret-token-0123456789")
+    assert home() == symbiotic_home.resolve()
+    assert default_cache_dir() == symbiotic_home.resolve() / "models"
+    assert mcp_token() == "s3cret-token-0123456789"
