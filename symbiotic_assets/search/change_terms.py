@@ -462,11 +462,11 @@ def publish_groups(con: duckdb.DuckDBPyConnection, root: Path) -> str:
         """
         SELECT g.repository, g.group_hash, any_value(g.pr_number), any_value(g.branch),
                any_value(g.title), list(g.commit_hash ORDER BY g.commit_hash),
-               min(c.committed_at) AS at
+               min(c.committed_at) AS merged_at
         FROM search.change_groups g
         LEFT JOIN git.commits c ON c.repository = g.repository AND c.hash = g.group_hash
         GROUP BY g.repository, g.group_hash
-        ORDER BY at NULLS LAST, g.repository, g.group_hash
+        ORDER BY merged_at NULLS LAST, g.repository, g.group_hash
         """
     ).fetchall()
     data = {
