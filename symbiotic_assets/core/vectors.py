@@ -1,55 +1,274 @@
-"""Serving vector index for cosine top-k over unit-norm float32 rows.
+"""The one vector index behind semantic search and the recommender (faiss).
 
-``ExactIndex`` is one matrix-vector product: exact and fast enough up to a few
-hundred thousand rows. Past that the product reads the whole matrix per query
-(1.5 GB at 1M x 384 float32), so ``IVFIndex`` partitions the rows with
-spherical k-means and scans only the ``n_probe`` lists whose centroids are
-closest to the query; rows are stored grouped by list, so each probe is one
-contiguous slice. Recall against exact search is measured by
-``benchmarks/bench_recommend.py`` (``recall_at_k``).
+Why faiss: ``benchmarks/bench_vectors.py`` ran faiss, usearch, hnswlib and the
+two hand-written IVF indexes this module replaces side by side on the same real
+MiniLM vectors (figures in ``docs/search.md``). faiss was the only candidate with
+all of: filtered search in C++ (a bitmap of allowed rows, so a repository filter
+costs no Python per row), an index file that opens memory-mapped in well under a
+millisecond, appends without a rebuild, and build times of seconds rather than
+minutes at 1M rows on two cores.
 
-Both save to plain ``.npy`` files plus a small JSON header, each written to a
-temporary name and moved into place with ``os.replace``, and load with
-memory-mapping, so a publish step can write them atomically and readers start
-without copying.
+Layout of a saved index folder:
+
+* ``vectors.npy``: the float32 unit rows in row-id order, memory-mapped on load.
+  Every returned similarity is computed from these rows (exact cosine), and they
+  serve the exact search used for small sets, selective filters and tests.
+* ``ann.faiss`` (above ``APPROXIMATE_ABOVE`` rows): an inverted-file index with
+  8-bit scalar-quantized codes (``IndexIVFScalarQuantizer``, inner product): a
+  query probes the ``nprobe`` nearest of ``sqrt(n)`` k-means lists, takes the best
+  ``rerank`` candidates by their quantized scores and re-ranks them exactly with
+  ``vectors.npy``. The codes are a quarter of the float rows (384 MB at 1M), which
+  keeps building within a bounded amount of memory.
+* ``index.json``: format, rows, dimension, lists, nprobe.
+
+Every query runs one faiss/OpenMP thread and one BLAS thread (``one_thread``):
+a query is small, and on a shared machine worker threads waiting for cores
+stretched tail latency several-fold.
+
+Folders written by the previous version (``kind`` ``exact`` or ``ivf`` with
+``centroids``/``ids``/``offsets`` arrays) still load: the rows are recovered in
+row-id order and served by exact search until the next publish rewrites them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
+FORMAT = 2
+APPROXIMATE_ABOVE = 20_000
+"""Below this many rows exact search costs under a millisecond: no ANN is built."""
+EXACT_BELOW_ALLOWED = 20_000
+"""A filter allowing fewer rows than this is answered exactly over the allowed rows."""
+TRAIN_SIZE = 65_536
 _META = "index.json"
+_VECTORS = "vectors.npy"
+_ANN = "ann.faiss"
+
+_blas: Any = None
 
 
-def _as_unit_rows(vectors: np.ndarray, name: str = "vectors") -> np.ndarray:
-    v = np.asarray(vectors, dtype=np.float32)
-    if v.ndim != 2 or v.shape[0] == 0:
-        raise ValueError(f"{name}: expected a non-empty (n, dim) matrix, got shape {v.shape}")
-    norms = np.linalg.norm(v, axis=1)
-    if not np.all(np.abs(norms - 1.0) < 1e-3):
-        bad = int(np.argmax(np.abs(norms - 1.0)))
-        raise ValueError(f"{name}[{bad}]: norm {norms[bad]:.4f}; the index needs unit-norm rows")
-    return np.ascontiguousarray(v)
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
 
 
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    k = min(k, scores.shape[0])
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    part = (
-        np.argpartition(-scores, k - 1)[:k] if k < scores.shape[0] else np.arange(scores.shape[0])
-    )
-    return part[np.argsort(-scores[part], kind="stable")]
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One OpenMP thread for faiss and one BLAS thread for numpy during a query."""
+    global _blas
+    faiss = _faiss()
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        if _blas is None:
+            from threadpoolctl import ThreadpoolController
+
+            _blas = ThreadpoolController()
+        with _blas.limit(limits=1, user_api="blas"):
+            yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
-def _save_array(folder: Path, name: str, array: np.ndarray) -> None:
-    tmp = folder / f".{name}.tmp{os.getpid()}.npy"
-    np.save(tmp, array)
-    os.replace(tmp, folder / f"{name}.npy")
+def unit_rows(vectors: np.ndarray, name: str = "vectors") -> np.ndarray:
+    """``vectors`` as a contiguous float32 (n, dim) matrix; raises unless every row is unit."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"{name}: expected an (n, dim) matrix, got shape {v.shape}")
+    if v.shape[0]:
+        norms = np.linalg.norm(v, axis=1)
+        if not np.all(np.abs(norms - 1.0) < 1e-3):
+            bad = int(np.argmax(np.abs(norms - 1.0)))
+            raise ValueError(f"{name}[{bad}]: norm {norms[bad]:.4f}; the index needs unit rows")
+    return v
+
+
+def top_of(ids: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best (ids, scores), best first, ties by smaller id (deterministic)."""
+    if k <= 0 or len(ids) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    if len(ids) > k:
+        part = np.argpartition(-scores, k - 1)[:k]
+        ids, scores = ids[part], scores[part]
+    order = np.lexsort((ids, -scores))
+    return ids[order].astype(np.int64), scores[order].astype(np.float32)
+
+
+def exact_top(
+    vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine top-``k`` over unit rows, restricted to the ``allowed`` mask if given.
+
+    The reference every approximate answer is measured against, and the path for
+    small sets and selective filters.
+    """
+    q = np.asarray(query, dtype=np.float32).reshape(-1)
+    if allowed is not None:
+        idx = np.flatnonzero(allowed)
+        if len(idx) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if len(idx) * 2 > len(allowed):  # most rows allowed: scoring all beats gathering them
+            return top_of(idx, (np.asarray(vectors) @ q)[idx], k)
+        return top_of(idx, np.asarray(vectors[idx]) @ q, k)
+    scores = np.asarray(vectors) @ q
+    return top_of(np.arange(len(scores)), scores, k)
+
+
+def default_lists(n: int) -> int:
+    """``sqrt(n)`` lists (at least 16), the usual IVF balance of probe cost and list size."""
+    return max(16, int(np.sqrt(max(n, 1))))
+
+
+def default_nprobe(n_lists: int) -> int:
+    """Lists a query probes: ``max(16, lists / 25)``, chosen by ``bench_vectors`` recall."""
+    return min(n_lists, max(16, n_lists // 25))
+
+
+class VectorIndex:
+    """Cosine top-k over unit rows whose ids are row numbers; exact or IVF-SQ8 + exact re-rank."""
+
+    def __init__(
+        self, vectors: np.ndarray, ann: Any = None, nprobe: int | None = None, rerank: int = 4
+    ) -> None:
+        self.vectors = vectors
+        self.ann = ann
+        self.n_lists = int(ann.nlist) if ann is not None else 0
+        self.nprobe = nprobe or (default_nprobe(self.n_lists) if ann is not None else 0)
+        self.rerank = rerank
+
+    def __len__(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def kind(self) -> str:
+        return "ivf-sq8" if self.ann is not None else "exact"
+
+    # -- build ------------------------------------------------------------------
+    @staticmethod
+    def train(sample: np.ndarray, n_lists: int, seed: int = 0) -> Any:
+        """An empty IVF-SQ8 index whose lists (spherical k-means) are trained on ``sample``."""
+        faiss = _faiss()
+        d = sample.shape[1]
+        n_lists = max(1, min(n_lists, sample.shape[0] // 4))
+        quantizer = faiss.IndexFlatIP(d)
+        ann = faiss.IndexIVFScalarQuantizer(
+            quantizer, d, n_lists, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        ann.cp.spherical = True
+        ann.cp.seed = seed
+        ann.cp.niter = 12
+        ann.cp.max_points_per_centroid = 64
+        ann.train(np.ascontiguousarray(sample, dtype=np.float32))
+        return ann
+
+    @classmethod
+    def build(
+        cls,
+        vectors: np.ndarray,
+        approximate_above: int = APPROXIMATE_ABOVE,
+        n_lists: int | None = None,
+        nprobe: int | None = None,
+        seed: int = 0,
+        validate: bool = True,
+    ) -> VectorIndex:
+        """Exact up to ``approximate_above`` rows, IVF-SQ8 (trained on a sample) above."""
+        data = unit_rows(vectors) if validate else np.ascontiguousarray(vectors, np.float32)
+        n = data.shape[0]
+        if n <= approximate_above:
+            return cls(data)
+        rng = np.random.default_rng(seed)
+        sample = data if n <= TRAIN_SIZE else data[np.sort(rng.choice(n, TRAIN_SIZE, False))]
+        ann = cls.train(sample, n_lists or default_lists(n), seed)
+        for s in range(0, n, 100_000):
+            ann.add(data[s : s + 100_000])
+        return cls(data, ann, nprobe)
+
+    # -- search -----------------------------------------------------------------
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        exact: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Row ids and exact cosine similarities of (about) the ``k`` best rows, best first.
+
+        ``allowed`` (bool per row) restricts the answer to those rows; it is applied
+        inside faiss, and the lists probed grow by the share of rows it removes.
+        """
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        if q.shape[0] != self.dim:
+            raise ValueError(f"query: {q.shape[0]} dimensions, index holds {self.dim}")
+        if len(self) == 0 or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        n_allowed = len(self) if allowed is None else int(np.count_nonzero(allowed))
+        with one_thread():
+            if self.ann is None or exact or n_allowed < EXACT_BELOW_ALLOWED:
+                return exact_top(self.vectors, q, k, allowed)
+            return self._ann_search(q, k, allowed, n_allowed)
+
+    def _ann_search(
+        self, q: np.ndarray, k: int, allowed: np.ndarray | None, n_allowed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        faiss = _faiss()
+        depth = max(k * self.rerank, k + 32)
+        nprobe = self.nprobe
+        params = faiss.SearchParametersIVF()
+        if allowed is not None:
+            nprobe = min(self.n_lists, int(np.ceil(nprobe * len(self) / max(n_allowed, 1))))
+            bits = np.packbits(np.asarray(allowed, dtype=bool), bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(self), faiss.swig_ptr(bits))
+            params.sel = selector
+        params.nprobe = nprobe
+        _, ids = self.ann.search(q[None, :], depth, params=params)
+        cand = ids[0][ids[0] >= 0]
+        if len(cand) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        cand.sort()  # ascending rows read the memory-mapped file in order
+        scores = np.asarray(self.vectors[cand]) @ q
+        return top_of(cand, scores, k)
+
+    # -- files ------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """Write ``vectors.npy`` (+ ``ann.faiss``) and ``index.json``, each via a temp name."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{_VECTORS}.tmp{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(self.vectors, dtype=np.float32))
+        os.replace(tmp, folder / _VECTORS)
+        if self.ann is not None:
+            _write_ann(self.ann, folder)
+        _write_meta(folder, self._meta())
+        return folder
+
+    def _meta(self) -> dict[str, object]:
+        return {
+            "format": FORMAT,
+            "kind": self.kind,
+            "rows": len(self),
+            "dim": self.dim,
+            "lists": self.n_lists,
+            "nprobe": self.nprobe,
+        }
+
+
+def _write_ann(ann: Any, folder: Path) -> None:
+    tmp = folder / f".{_ANN}.tmp{os.getpid()}"
+    _faiss().write_index(ann, str(tmp))
+    os.replace(tmp, folder / _ANN)
 
 
 def _write_meta(folder: Path, meta: dict[str, object]) -> None:
@@ -58,212 +277,124 @@ def _write_meta(folder: Path, meta: dict[str, object]) -> None:
     os.replace(tmp, folder / _META)
 
 
-class ExactIndex:
-    """Exact cosine top-k by one matrix-vector product."""
+def write_streamed(
+    folder: str | Path,
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    rows: int,
+    dim: int,
+    approximate_above: int = APPROXIMATE_ABOVE,
+    n_lists: int | None = None,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Write an index folder from ``(row ids, rows)`` chunks without holding all rows in memory.
 
-    kind = "exact"
-
-    def __init__(self, vectors: np.ndarray, validate: bool = True) -> None:
-        self.vectors = _as_unit_rows(vectors) if validate else vectors
-
-    def __len__(self) -> int:
-        return int(self.vectors.shape[0])
-
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row ids and cosine similarities of the ``k`` most similar rows, best first."""
-        q = np.asarray(query, dtype=np.float32).reshape(-1)
-        if q.shape[0] != self.vectors.shape[1]:
-            raise ValueError(f"query: {q.shape[0]} dimensions, index holds {self.vectors.shape[1]}")
-        scores = self.vectors @ q
-        top = _top_k(scores, k)
-        return top.astype(np.int64), scores[top]
-
-    def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        _save_array(folder, "vectors", self.vectors)
-        _write_meta(
-            folder, {"kind": self.kind, "rows": len(self), "dim": int(self.vectors.shape[1])}
-        )
-        return folder
-
-
-def _spherical_kmeans(
-    data: np.ndarray, n_lists: int, iters: int, rng: np.random.Generator
-) -> np.ndarray:
-    centroids = data[rng.choice(data.shape[0], size=n_lists, replace=False)].copy()
-    for _ in range(iters):
-        assign = _assign(data, centroids)
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, assign, data)
-        counts = np.bincount(assign, minlength=n_lists)
-        empty = np.flatnonzero(counts == 0)
-        if empty.size:  # re-seed empty lists on random rows so no list is wasted
-            sums[empty] = data[rng.choice(data.shape[0], size=empty.size, replace=False)]
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        centroids = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
-    return centroids
-
-
-def _assign(data: np.ndarray, centroids: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    out = np.empty(data.shape[0], dtype=np.int32)
-    for s in range(0, data.shape[0], chunk):
-        out[s : s + chunk] = np.argmax(data[s : s + chunk] @ centroids.T, axis=1)
-    return out
-
-
-class IVFIndex:
-    """Inverted-file index: k-means lists, probe the nearest ``n_probe``, rank exactly within.
-
-    At most ``max_scan`` rows are scored per query (the nearest list always is).
-    The scan is most of a query's time at 1M rows, so the defaults (12 lists,
-    20,000 rows) are the smallest that kept recall@10 vs exact at 0.998-1.000 on
-    the 1M benchmark (16 / 40,000 scored up to twice the rows for no recall gain).
-
-    ``ids[j]`` is the original row id of stored row ``j``; rows of list ``l`` are
-    ``offsets[l]:offsets[l + 1]``.
+    Each chunk is written at its rows' places in ``vectors.npy`` (plain positional
+    writes, so the chunks may come in any order, e.g. DuckDB's storage order); every
+    row id in ``range(rows)`` must come exactly once. The ANN is then trained on a
+    sample read back from the file and filled chunk by chunk, so memory stays at one
+    chunk plus the 8-bit codes (a quarter of the rows). Returns ``index.json``.
     """
-
-    kind = "ivf"
-
-    def __init__(
-        self,
-        centroids: np.ndarray,
-        vectors: np.ndarray,
-        ids: np.ndarray,
-        offsets: np.ndarray,
-        n_probe: int = 12,
-        max_scan: int = 20_000,
-    ) -> None:
-        if offsets.shape[0] != centroids.shape[0] + 1 or int(offsets[-1]) != vectors.shape[0]:
-            raise ValueError(
-                f"ivf index: {centroids.shape[0]} lists need {centroids.shape[0] + 1} offsets ending "
-                f"at {vectors.shape[0]}; got {offsets.shape[0]} ending at {int(offsets[-1])}"
-            )
-        if ids.shape[0] != vectors.shape[0]:
-            raise ValueError(f"ivf index: {ids.shape[0]} ids for {vectors.shape[0]} rows")
-        if n_probe < 1:
-            raise ValueError(f"n_probe={n_probe}: must be >= 1")
-        self.centroids = centroids
-        self.vectors = vectors
-        self.ids = ids
-        self.offsets = offsets
-        self.n_probe = n_probe
-        self.max_scan = max_scan
-
-    def __len__(self) -> int:
-        return int(self.vectors.shape[0])
-
-    @classmethod
-    def build(
-        cls,
-        vectors: np.ndarray,
-        n_lists: int | None = None,
-        n_probe: int = 12,
-        max_scan: int = 20_000,
-        train_size: int = 65_536,
-        iters: int = 12,
-        seed: int = 0,
-    ) -> IVFIndex:
-        """Train lists on a sample (``sqrt(n)`` lists by default), then file every row."""
-        data = _as_unit_rows(vectors)
-        n = data.shape[0]
-        n_lists = int(min(n_lists or max(1, int(np.sqrt(n))), n))
-        if n_lists < 1:
-            raise ValueError(f"n_lists={n_lists}: must be >= 1")
-        rng = np.random.default_rng(seed)
-        sample = data if n <= train_size else data[rng.choice(n, size=train_size, replace=False)]
-        centroids = _spherical_kmeans(sample, min(n_lists, sample.shape[0]), iters, rng)
-        assign = _assign(data, centroids)
-        order = np.argsort(assign, kind="stable")
-        counts = np.bincount(assign, minlength=centroids.shape[0])
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return cls(centroids, data[order], order.astype(np.int64), offsets, n_probe, max_scan)
-
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-k: original row ids and exact cosine similarities, best first."""
-        q = np.asarray(query, dtype=np.float32).reshape(-1)
-        if q.shape[0] != self.vectors.shape[1]:
-            raise ValueError(f"query: {q.shape[0]} dimensions, index holds {self.vectors.shape[1]}")
-        lists = _top_k(self.centroids @ q, self.n_probe)
-        # a row budget bounds the tail latency when a query lands in the biggest lists
-        sizes = self.offsets[lists + 1] - self.offsets[lists]
-        within = np.cumsum(sizes) <= self.max_scan
-        within[0] = True
-        lists = lists[within]
-        # each list is a contiguous slice: score it in place instead of gathering rows
-        starts = self.offsets[lists]
-        ends = self.offsets[lists + 1]
-        parts = [self.vectors[a:b] @ q for a, b in zip(starts, ends, strict=True) if b > a]
-        if not parts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        scores = np.concatenate(parts)
-        cand = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True) if b > a])
-        top = _top_k(scores, k)
-        return self.ids[cand[top]], scores[top]
-
-    def save(self, folder: str | Path) -> Path:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in ("centroids", "vectors", "ids", "offsets"):
-            _save_array(folder, name, getattr(self, name))
-        _write_meta(
-            folder,
-            {
-                "kind": self.kind,
-                "rows": len(self),
-                "dim": int(self.vectors.shape[1]),
-                "lists": int(self.centroids.shape[0]),
-                "n_probe": self.n_probe,
-                "max_scan": self.max_scan,
-            },
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / _VECTORS
+    tmp = folder / f".{_VECTORS}.tmp{os.getpid()}"
+    seen = np.zeros(rows, dtype=bool)
+    with open(tmp, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f4", "fortran_order": False, "shape": (rows, dim)}
         )
-        return folder
+        offset = fh.tell()
+        fh.truncate(offset + rows * dim * 4)
+        fd = fh.fileno()
+        for ids, chunk in chunks:
+            ids = np.asarray(ids, dtype=np.int64)
+            block = unit_rows(chunk, f"vectors[rows {ids[:1].tolist()}...]")
+            if block.shape[0] != len(ids) or (len(ids) and block.shape[1] != dim):
+                raise ValueError(
+                    f"write_streamed: chunk of {len(ids)} ids with rows of shape {block.shape}, "
+                    f"expected ({len(ids)}, {dim})"
+                )
+            if len(ids) and (ids.min() < 0 or ids.max() >= rows or seen[ids].any()):
+                raise ValueError(f"write_streamed: row ids out of range or repeated near {ids[:3]}")
+            seen[ids] = True
+            order = np.argsort(ids, kind="stable")
+            ids, block = ids[order], block[order]
+            breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+            for run_ids, run in zip(np.split(ids, breaks), np.split(block, breaks), strict=True):
+                if len(run_ids):
+                    os.pwrite(fd, run.tobytes(), offset + int(run_ids[0]) * dim * 4)
+    if not seen.all():
+        tmp.unlink()
+        raise ValueError(
+            f"write_streamed: {int((~seen).sum())} of {rows} rows never arrived "
+            f"(first: row {int(np.flatnonzero(~seen)[0])})"
+        )
+    os.replace(tmp, path)
+    meta: dict[str, object] = {"format": FORMAT, "kind": "exact", "rows": rows, "dim": dim}
+    if rows > approximate_above:
+        mapped = np.load(path, mmap_mode="r")
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(rows, min(rows, TRAIN_SIZE), replace=False))
+        ann = VectorIndex.train(np.asarray(mapped[pick]), n_lists or default_lists(rows), seed)
+        del mapped
+        step = 65_536
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            for s in range(0, rows, step):
+                m = min(step, rows - s)
+                block = np.frombuffer(fh.read(m * dim * 4), dtype=np.float32).reshape(m, dim)
+                ann.add(block)
+        _write_ann(ann, folder)
+        meta.update(kind="ivf-sq8", lists=int(ann.nlist), nprobe=default_nprobe(int(ann.nlist)))
+    _write_meta(folder, meta)
+    return meta
 
 
-def build_index(
-    vectors: np.ndarray, approximate_above: int = 200_000, **ivf_options: int
-) -> ExactIndex | IVFIndex:
-    """Exact below ``approximate_above`` rows (where it is already fast), IVF above."""
-    if np.asarray(vectors).shape[0] <= approximate_above:
-        return ExactIndex(vectors)
-    return IVFIndex.build(vectors, **ivf_options)
-
-
-def load_index(folder: str | Path, mmap: bool = True) -> ExactIndex | IVFIndex:
-    """Load what ``save`` wrote; ``mmap`` maps the arrays instead of reading them."""
+def load_index(folder: str | Path, mmap: bool = True) -> VectorIndex:
+    """Open what ``save``/``write_streamed`` wrote (memory-mapped), or a previous-format folder."""
     folder = Path(folder)
     meta_file = folder / _META
     if not meta_file.is_file():
         raise FileNotFoundError(f"{folder}: no {_META}; not a saved vector index")
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
-
-    def arr(name: str) -> np.ndarray:
-        path = folder / f"{name}.npy"
-        return np.load(path, mmap_mode="r") if mmap else np.load(path)
-
-    if meta.get("kind") == "exact":
-        return ExactIndex(arr("vectors"), validate=False)
-    if meta.get("kind") == "ivf":
-        return IVFIndex(
-            arr("centroids"),
-            arr("vectors"),
-            arr("ids"),
-            arr("offsets"),
-            int(meta["n_probe"]),
-            int(meta.get("max_scan", 40_000)),
-        )
-    raise ValueError(f"{meta_file}: unknown index kind {meta.get('kind')!r}")
+    mode: Literal["r"] | None = "r" if mmap else None
+    kind = meta.get("kind")
+    if meta.get("format") == FORMAT:
+        vectors = np.load(folder / _VECTORS, mmap_mode=mode)
+        if kind == "exact":
+            return VectorIndex(vectors)
+        if kind == "ivf-sq8":
+            faiss = _faiss()
+            flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+            ann = faiss.read_index(str(folder / _ANN), flags)
+            return VectorIndex(vectors, ann, int(meta.get("nprobe") or 0) or None)
+        raise ValueError(f"{meta_file}: unknown index kind {kind!r}")
+    # previous format (no "format" key): exact .npy, or IVF rows grouped by list with ids
+    if kind == "exact":
+        return VectorIndex(np.load(folder / "vectors.npy", mmap_mode=mode))
+    if kind == "ivf":
+        grouped = np.load(folder / "vectors.npy", mmap_mode="r")
+        ids = np.load(folder / "ids.npy")
+        rows = np.empty(grouped.shape, dtype=np.float32)
+        rows[ids] = grouped
+        return VectorIndex(rows)
+    raise ValueError(f"{meta_file}: unknown index kind {kind!r} (format {meta.get('format')!r})")
 
 
 def recall_at_k(
-    approx: ExactIndex | IVFIndex, exact: ExactIndex, queries: np.ndarray, k: int = 10
+    approx: VectorIndex,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int = 10,
+    allowed: np.ndarray | None = None,
 ) -> float:
-    """Mean share of the exact top-k that the approximate index also returns."""
+    """Mean share of the exact top-``k`` over ``vectors`` that ``approx`` also returns."""
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
     hits = 0
+    total = 0
     for q in queries:
-        truth = set(exact.search(q, k)[0].tolist())
-        got = set(approx.search(q, k)[0].tolist())
+        truth = set(exact_top(vectors, q, k, allowed)[0].tolist())
+        got = set(approx.search(q, k, allowed)[0].tolist())
         hits += len(truth & got)
-    return hits / (k * queries.shape[0])
+        total += len(truth)
+    return hits / max(total, 1)

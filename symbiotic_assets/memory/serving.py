@@ -10,8 +10,9 @@ pointer just before a swap.
 
 A version folder holds:
 
-* ``index/``: the vector index (``vector_index.ExactIndex`` or ``IVFIndex``),
-  rows in time order, memory-mapped on load;
+* ``index/``: the vector index (``core.vectors.VectorIndex``: float rows in time
+  order plus, above ``APPROXIMATE_ABOVE`` rows, a faiss IVF index), memory-mapped
+  on load so that opening a million attempts costs milliseconds, not a copy;
 * ``columns.npz``: per row success, epoch timestamp, attempt id, and codes into
   the issue-type and ``agent:strategy`` name lists;
 * ``text.npy`` / ``text_offsets.npy``: messages and file paths packed as UTF-8,
@@ -33,7 +34,7 @@ import numpy as np
 
 from symbiotic_assets.core import publish as versioned
 from symbiotic_assets.core.publish import publish_version
-from symbiotic_assets.core.vectors import ExactIndex, IVFIndex, build_index, load_index
+from symbiotic_assets.core.vectors import VectorIndex, load_index
 from symbiotic_assets.memory.recommender import AttemptMemory, RecommenderState
 
 FORMAT_VERSION = 1
@@ -50,7 +51,7 @@ class PublishedRecommender:
     version: str
     model: str
     memory: AttemptMemory
-    index: ExactIndex | IVFIndex | None
+    index: VectorIndex | None
     state: RecommenderState
     attempt_ids: np.ndarray
     issue_types: list[str]
@@ -118,7 +119,7 @@ def write_version(
         raise ValueError(f"vectors: {vectors.shape[0]} rows for {n} attempts")
     folder.mkdir(parents=True)
     if n:
-        build_index(vectors).save(folder / "index")
+        VectorIndex.build(vectors).save(folder / "index")
     type_names, type_codes = _codes(list(issue_types))
     cand_names, cand_codes = _codes(list(agent_strategies))
     np.savez(
@@ -181,15 +182,11 @@ def load_version(folder: Path, version: str = "") -> PublishedRecommender:
         cand_codes = cols["candidate_codes"]
     issue_types: list[str] = list(meta["issue_types"])
     candidates: list[str] = list(meta["agent_strategies"])
-    index: ExactIndex | IVFIndex | None = None
+    index: VectorIndex | None = None
     dim = int(meta.get("dim") or 384)
     if int(meta["rows"]):
-        index = load_index(folder / "index")
-        vectors = (
-            index.vectors
-            if isinstance(index, ExactIndex)
-            else _unsorted(index)  # IVF stores rows grouped by list
-        )
+        index = load_index(folder / "index")  # rows in row order, memory-mapped (no copy)
+        vectors = index.vectors
     else:
         vectors = np.zeros((0, dim), dtype=np.float32)
     memory = AttemptMemory.from_arrays(
@@ -213,12 +210,6 @@ def load_version(folder: Path, version: str = "") -> PublishedRecommender:
         text_offsets=np.load(folder / "text_offsets.npy"),
         meta={**meta, **{k: v for k, v in state_doc.items() if k != "state"}},
     )
-
-
-def _unsorted(index: IVFIndex) -> np.ndarray:
-    out = np.empty_like(np.asarray(index.vectors))
-    out[np.asarray(index.ids)] = index.vectors
-    return out
 
 
 def load_published(root: Path) -> PublishedRecommender:

@@ -9,7 +9,6 @@ reads vectors, metadata and the latest weights from the warehouse and publishes
 them as files; readers use only those files.
 """
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,44 +173,41 @@ def serving_index(
     search_embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     from symbiotic_assets.search.clicks import ClickModel
-    from symbiotic_assets.search.commit_embeddings import ensure_search_schema, load_corpus
-    from symbiotic_assets.search.index import SearchIndex, publish
+    from symbiotic_assets.search.commit_embeddings import (
+        ensure_search_schema,
+        model_key,
+        publish_from_warehouse,
+    )
     from symbiotic_assets.search.ranker import RankerWeights
 
     # The model key only names the vectors; the embedder loads its model lazily.
-    probe = search_embedder.get_embedder()
-    from symbiotic_assets.search.commit_embeddings import model_key
-
-    key = model_key(probe)
+    key = model_key(search_embedder.get_embedder())
+    root = search_root()
     with warehouse.connect() as con:
         ensure_search_schema(con)
-        corpus = load_corpus(con, key)
         row = con.execute(
             "SELECT weights_json FROM search.ranker_weights ORDER BY trained_at DESC LIMIT 1"
         ).fetchone()
         click_row = con.execute(
             "SELECT model_json FROM search.click_model ORDER BY trained_at DESC LIMIT 1"
         ).fetchone()
-    weights = RankerWeights.from_json(row[0]) if row else RankerWeights()
-    clicks = ClickModel.from_json(click_row[0]) if click_row else None
-    index = SearchIndex.build(corpus, key, weights=weights, clicks=clicks)
-    root = search_root()
-    version = publish(index, root)
-    by_repo: dict[str, int] = {}
-    for r in corpus.repositories:
-        by_repo[r] = by_repo.get(r, 0) + 1
-    context.log.info(f"published search index {version}: {index.size} commits, {key}")
+        weights = RankerWeights.from_json(row[0]) if row else RankerWeights()
+        clicks = ClickModel.from_json(click_row[0]) if click_row else None
+        result = publish_from_warehouse(con, root, key, weights=weights, clicks=clicks)
+    if result.changed:
+        context.log.info(f"published search index {result.version}: {result.commits} commits")
+    else:
+        context.log.info(f"search index {result.version} is current: nothing changed, no publish")
     return dg.MaterializeResult(
         metadata={
-            "version": version,
-            "commits": index.size,
-            "repositories": dg.MetadataValue.json(by_repo),
+            "version": result.version,
+            "published": result.changed,
+            "commits": result.commits,
+            "repositories": dg.MetadataValue.json(result.repositories),
             "model": key,
             "ranker": weights.source,
             "click_memory_queries": clicks.size if clicks else 0,
-            "ann": json.dumps({"lists": len(index.ivf.centroids), "nprobe": index.ivf.nprobe})
-            if index.ivf
-            else "exact",
+            "ann": result.ann,
             "path": str(root),
         }
     )

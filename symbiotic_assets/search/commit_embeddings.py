@@ -12,19 +12,24 @@ cached by content hash in ``search.embedding_cache`` (the embedder's
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 
 from symbiotic_assets.search.text import COMMIT_TEXT_VERSION, commit_text
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import duckdb
 
     from symbiotic_assets.core.embedding import IssueEmbedder
+    from symbiotic_assets.search.clicks import ClickModel
     from symbiotic_assets.search.index import CommitCorpus
+    from symbiotic_assets.search.ranker import RankerWeights
 
 DIMENSION = 384
 
@@ -64,6 +69,20 @@ WHERE c.repository = ? AND c.is_reachable {extra}
 GROUP BY c.repository, c.hash, c.subject, c.body, c.authored_at
 ORDER BY c.authored_at, c.hash
 """
+
+
+def vector_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    """An (n, dim) float32 matrix as an Arrow fixed-size list column, without a copy per row."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
+
+
+def vectors_of(column: pa.Array | pa.ChunkedArray, dim: int = DIMENSION) -> np.ndarray:
+    """An Arrow ``FLOAT[dim]`` column as an (n, dim) float32 matrix (one copy at most)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = [np.asarray(c.values.to_numpy(zero_copy_only=False), np.float32) for c in chunks]
+    flat = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return flat.reshape(-1, dim)
 
 
 def model_key(embedder: IssueEmbedder) -> str:
@@ -113,15 +132,13 @@ def embed_repository(
                 f"embedder {embedder.model_id!r} gives {vectors.shape[1]}-dim vectors; "
                 f"search.commit_embeddings holds {DIMENSION}"
             )
-        import pandas as pd
-
-        frame = pd.DataFrame(
+        frame = pa.table(
             {
-                "repository": repository,
-                "hash": [r[1] for r in part],
-                "model": key,
-                "text_sha256": [hashlib.sha256(t.encode()).hexdigest() for t in texts],
-                "vector": [v.tolist() for v in vectors],
+                "repository": pa.array([repository] * len(part)),
+                "hash": pa.array([r[1] for r in part]),
+                "model": pa.array([key] * len(part)),
+                "text_sha256": pa.array([hashlib.sha256(t.encode()).hexdigest() for t in texts]),
+                "vector": vector_array(vectors),
             }
         )
         con.register("_search_new_vectors", frame)
@@ -149,41 +166,79 @@ def embed_repository(
     )
 
 
-def load_corpus(
-    con: duckdb.DuckDBPyConnection, model: str, repositories: list[str] | None = None
-) -> CommitCorpus:
-    """Reachable commits that have a vector for ``model``, with text and metadata, to publish."""
-    from symbiotic_assets.search.index import CommitCorpus
+CORPUS_SQL = """
+WITH files AS (
+    SELECT repository, commit_hash, list(path ORDER BY path) AS paths
+    FROM git.commit_files GROUP BY ALL
+)
+SELECT c.repository, c.hash, coalesce(c.author_name, c.author_email, ''),
+       epoch(c.authored_at)::BIGINT, c.is_merge, coalesce(c.subject, ''), c.body,
+       coalesce(f.paths, [])
+FROM git.commits c
+JOIN search.commit_embeddings e
+  ON e.repository = c.repository AND e.hash = c.hash AND e.model = ?
+LEFT JOIN files f ON f.repository = c.repository AND f.commit_hash = c.hash
+WHERE {where}
+ORDER BY c.repository, c.authored_at, c.hash
+"""
 
-    ensure_search_schema(con)
+
+def _where(model: str, repositories: list[str] | None) -> tuple[str, list[object]]:
     where = "c.is_reachable"
     params: list[object] = [model]
     if repositories is not None:
         where += " AND c.repository IN (SELECT unnest(?::VARCHAR[]))"
         params.append(repositories)
-    rows = con.execute(
+    return where, params
+
+
+def corpus_fingerprint(
+    con: duckdb.DuckDBPyConnection, model: str, repositories: list[str] | None = None
+) -> str:
+    """Changes whenever the corpus ``load_corpus`` would return changes; one aggregate query.
+
+    Lets ``search/serving_index`` skip a publish when nothing changed (commits
+    are immutable by hash: reachability, a new vector or new commits change it).
+    """
+    ensure_search_schema(con)
+    where, params = _where(model, repositories)
+    row = con.execute(
         f"""
-        WITH files AS (
-            SELECT repository, commit_hash, list(path ORDER BY path) AS paths
-            FROM git.commit_files GROUP BY ALL
-        )
-        SELECT c.repository, c.hash, coalesce(c.author_name, c.author_email, ''),
-               epoch(c.authored_at)::BIGINT, c.is_merge, coalesce(c.subject, ''), c.body,
-               coalesce(f.paths, []), e.vector
+        SELECT count(*), coalesce(bit_xor(hash(c.repository, c.hash, e.text_sha256,
+               e.embedded_at, c.is_merge, c.authored_at, c.author_name, c.author_email)), 0)
         FROM git.commits c
         JOIN search.commit_embeddings e
           ON e.repository = c.repository AND e.hash = c.hash AND e.model = ?
-        LEFT JOIN files f ON f.repository = c.repository AND f.commit_hash = c.hash
         WHERE {where}
-        ORDER BY c.repository, c.authored_at, c.hash
         """,
         params,
-    ).fetchall()
-    vectors = (
-        np.asarray([r[8] for r in rows], dtype=np.float32)
-        if rows
-        else np.zeros((0, DIMENSION), dtype=np.float32)
-    )
+    ).fetchone()
+    count, digest = (int(row[0]), int(row[1])) if row else (0, 0)
+    return f"{count}:{digest:x}"
+
+
+def load_corpus(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    repositories: list[str] | None = None,
+    with_vectors: bool = True,
+) -> CommitCorpus:
+    """Reachable commits that have a vector for ``model``, with text and metadata, to publish.
+
+    ``with_vectors=False`` leaves ``vectors`` as a zero-width (n, 0) array: the
+    streamed publish reads them with ``vector_chunks`` instead.
+    """
+    from symbiotic_assets.search.index import CommitCorpus
+
+    ensure_search_schema(con)
+    where, params = _where(model, repositories)
+    rows = con.execute(CORPUS_SQL.format(where=where), params).fetchall()
+    if with_vectors:
+        vectors = np.empty((len(rows), DIMENSION), dtype=np.float32)
+        for docs, block in vector_chunks(con, model, [r[0] for r in rows], [r[1] for r in rows]):
+            vectors[docs] = block
+    else:
+        vectors = np.zeros((len(rows), 0), dtype=np.float32)
     return CommitCorpus(
         hashes=[r[1] for r in rows],
         repositories=[r[0] for r in rows],
@@ -195,3 +250,110 @@ def load_corpus(
         paths=[list(r[7]) for r in rows],
         vectors=vectors,
     )
+
+
+def vector_chunks(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    repositories: list[str],
+    hashes: list[str],
+    chunk: int = 65_536,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``(doc ids, vectors)`` blocks for the commits given in doc order, as Arrow batches.
+
+    The join to the doc numbers lets DuckDB stream the vectors in storage order
+    (no sort of a million 1.5 KB rows); callers place each block by its doc ids.
+    Every listed commit must have a vector for ``model`` (``load_corpus`` only
+    lists such commits); a missing one raises, naming it.
+    """
+    n = len(hashes)
+    if len(repositories) != n:
+        raise ValueError(f"vector_chunks: {len(repositories)} repositories for {n} hashes")
+    docs = pa.table(
+        {
+            "repository": pa.array(repositories, pa.string()),
+            "hash": pa.array(hashes, pa.string()),
+            "doc": pa.array(np.arange(n, dtype=np.int64)),
+        }
+    )
+    seen = np.zeros(n, dtype=bool)
+    con.register("_publish_docs", docs)
+    try:
+        reader = con.execute(
+            "SELECT d.doc, e.vector FROM search.commit_embeddings e JOIN _publish_docs d "
+            "ON e.repository = d.repository AND e.hash = d.hash WHERE e.model = ?",
+            [model],
+        ).to_arrow_reader(chunk)
+        for batch in reader:
+            ids = np.asarray(batch.column(0).to_numpy(), dtype=np.int64)
+            seen[ids] = True
+            yield ids, vectors_of(batch.column(1))
+    finally:
+        con.unregister("_publish_docs")
+    if not seen.all():
+        miss = int(np.flatnonzero(~seen)[0])
+        raise ValueError(
+            f"commit {repositories[miss]}@{hashes[miss]}: no vector for model {model!r} "
+            "(embeddings changed while publishing?)"
+        )
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    version: str
+    commits: int
+    changed: bool  # False: nothing changed since the published version; no new version
+    ann: str
+    repositories: dict[str, int]
+
+
+def publish_from_warehouse(
+    con: duckdb.DuckDBPyConnection,
+    root: Path,
+    model: str,
+    weights: RankerWeights | None = None,
+    clicks: ClickModel | None = None,
+) -> PublishResult:
+    """Publish the search index from the warehouse, unless nothing changed since the last one.
+
+    A fingerprint of the corpus (one aggregate query), the ranker weights, the
+    click memory and the index format is stored in ``meta.json``; when the current
+    version carries the same one, nothing is written (a no-op run costs the query).
+    Otherwise the metadata is read as rows and the vectors stream from DuckDB as
+    Arrow batches straight into the new version's files.
+    """
+    from collections import Counter
+
+    from symbiotic_assets.search.index import FORMAT_VERSION, publish_streamed, published_meta
+
+    parts = [
+        f"format-{FORMAT_VERSION}",
+        model,
+        corpus_fingerprint(con, model),
+        weights.to_json() if weights is not None else "",
+        clicks.to_json() if clicks is not None else "",
+    ]
+    fingerprint = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    current = published_meta(root)
+    if current is not None and current.get("source_fingerprint") == fingerprint:
+        return PublishResult(
+            version=str(current["version"]),
+            commits=int(current.get("documents", 0)),
+            changed=False,
+            ann=str(current.get("ann", "")),
+            repositories=dict(current.get("repositories", {})),
+        )
+    corpus = load_corpus(con, model, with_vectors=False)
+    by_repo = dict(Counter(corpus.repositories))
+    chunks = vector_chunks(con, model, corpus.repositories, corpus.hashes)
+    index = publish_streamed(
+        root,
+        corpus,
+        chunks,
+        DIMENSION,
+        model,
+        weights=weights,
+        clicks=clicks,
+        meta={"source_fingerprint": fingerprint, "repositories": by_repo},
+    )
+    return PublishResult(index.version, index.size, True, index.ann_description(), by_repo)

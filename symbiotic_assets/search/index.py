@@ -8,18 +8,17 @@ never a half-written one. Older versions are kept for a while (``KEEP_VERSIONS``
 so that a reader that read the pointer just before a swap still finds its files.
 
 Large arrays are ``.npy`` files opened memory-mapped, so a CLI process starts in
-milliseconds and several readers share the page cache. Above
-``ANN_MIN_DOCS`` commits the vectors are stored grouped by an inverted-file
-(IVF) partition: k-means centroids on the unit sphere, each commit in the list
-of its nearest centroid, lists contiguous on disk; a query scores the centroids
-and then only the ``nprobe`` nearest lists.
+milliseconds and several readers share the page cache. The vectors live in
+``vectors/``, a ``core.vectors`` index folder (the same faiss index the
+recommender serves): exact search up to ``APPROXIMATE_ABOVE`` commits, an
+IVF index over 8-bit codes with exact re-ranking above. Version folders of the
+previous format (1) still load and are searched exactly until the next publish.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +29,14 @@ import scipy.sparse as sp
 
 from symbiotic_assets.core import publish as versioned
 from symbiotic_assets.core.publish import KEEP_VERSIONS, publish_version
+from symbiotic_assets.core.vectors import (
+    APPROXIMATE_ABOVE,
+    VectorIndex,
+    load_index,
+    one_thread,
+    write_streamed,
+)
+from symbiotic_assets.core.vectors import exact_top as exact_top  # re-exported for callers
 from symbiotic_assets.search.clicks import ClickBoost, ClickModel
 from symbiotic_assets.search.lexical import BM25Index
 from symbiotic_assets.search.ranker import (
@@ -40,8 +47,9 @@ from symbiotic_assets.search.ranker import (
 )
 from symbiotic_assets.search.text import ParsedQuery, tokenize
 
-FORMAT_VERSION = 1
-ANN_MIN_DOCS = 50_000
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+ANN_MIN_DOCS = APPROXIMATE_ABOVE
 CANDIDATES = 100
 
 
@@ -61,136 +69,6 @@ def pack_strings(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def unpack_string(blob: np.ndarray, offsets: np.ndarray, i: int) -> str:
     return bytes(blob[offsets[i] : offsets[i + 1]]).decode("utf-8")
-
-
-# --------------------------------------------------------------------------- IVF
-@dataclass
-class IVFPartition:
-    """Centroids and list boundaries; documents are already stored in list order."""
-
-    centroids: np.ndarray  # (nlist, dim) float32, unit rows
-    offsets: np.ndarray  # (nlist + 1,) int64: list j holds docs offsets[j]:offsets[j+1]
-    nprobe: int
-
-    @staticmethod
-    def train(
-        vectors: np.ndarray, nlist: int | None = None, iterations: int = 10, seed: int = 0
-    ) -> tuple[IVFPartition, np.ndarray]:
-        """Spherical k-means on a sample; returns the partition and the order to store docs in."""
-        n = len(vectors)
-        nlist = nlist or max(16, int(np.sqrt(n)))
-        rng = np.random.default_rng(seed)
-        sample_size = min(n, nlist * 48)
-        sample = vectors[np.sort(rng.choice(n, sample_size, replace=False))].astype(np.float32)
-        centroids = sample[rng.choice(sample_size, nlist, replace=False)].copy()
-        for _ in range(iterations):
-            assign = _nearest(sample, centroids)
-            sums = np.zeros_like(centroids)
-            np.add.at(sums, assign, sample)
-            counts = np.bincount(assign, minlength=nlist)
-            empty = counts == 0
-            if empty.any():  # re-seed empty lists with random points
-                sums[empty] = sample[rng.choice(sample_size, int(empty.sum()))]
-            norms = np.linalg.norm(sums, axis=1, keepdims=True)
-            centroids = (sums / np.maximum(norms, 1e-12)).astype(np.float32)
-        assign = _nearest(vectors, centroids)
-        order = np.argsort(assign, kind="stable")
-        counts = np.bincount(assign, minlength=nlist)
-        offsets = np.zeros(nlist + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return IVFPartition(
-            centroids=centroids, offsets=offsets, nprobe=default_nprobe(nlist)
-        ), order
-
-    def search(
-        self,
-        vectors: np.ndarray,
-        query: np.ndarray,
-        n: int,
-        mask: np.ndarray | None = None,
-        nprobe: int | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top ``n`` (ids, cosines), best first, over the ``nprobe`` nearest lists."""
-        probe = min(len(self.centroids), nprobe or self.nprobe)
-        near = np.argpartition(-(self.centroids @ query), probe - 1)[:probe]
-        ids: list[np.ndarray] = []
-        scores: list[np.ndarray] = []
-        for j in near:
-            start, end = int(self.offsets[j]), int(self.offsets[j + 1])
-            if end == start:
-                continue
-            block = np.asarray(vectors[start:end]) @ query
-            idx = np.arange(start, end)
-            if mask is not None:
-                keep = mask[start:end]
-                block, idx = block[keep], idx[keep]
-            ids.append(idx)
-            scores.append(block)
-        if not ids:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        return _top(np.concatenate(ids), np.concatenate(scores), n)
-
-
-_blas_controller: Any = None
-
-
-def single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
-    """One BLAS thread for a query's matrix-vector products.
-
-    A query's products are small (a few hundred thousand rows at most); on a busy
-    machine BLAS worker threads wait for cores and stretched the 1M-commit p95
-    from ~30 ms to several hundred (measured under a load average of 6 on 2 cores).
-    """
-    global _blas_controller
-    try:
-        if _blas_controller is None:
-            from threadpoolctl import ThreadpoolController
-
-            _blas_controller = ThreadpoolController()
-        return _blas_controller.limit(limits=1, user_api="blas")  # type: ignore[no-any-return]
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scipy's stack
-        return contextlib.nullcontext()
-
-
-def default_nprobe(nlist: int) -> int:
-    """Lists a query scans: ``max(24, nlist / 40)``.
-
-    Chosen by measured recall (``benchmarks/bench_search.py``, 1M commits, 1000 lists,
-    200 queries): ANN recall@10 against exact search is 1.000 from 20 probed lists
-    up, 0.999 at 10-15; 25 keeps that margin at a third of the former ``lists / 12``.
-    """
-    return min(nlist, max(24, nlist // 40))
-
-
-def _nearest(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 32_768) -> np.ndarray:
-    out = np.empty(len(vectors), dtype=np.int64)
-    for start in range(0, len(vectors), chunk):
-        block = np.asarray(vectors[start : start + chunk], dtype=np.float32)
-        out[start : start + len(block)] = np.argmax(block @ centroids.T, axis=1)
-    return out
-
-
-def _top(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    if len(ids) > n:
-        part = np.argpartition(-scores, n - 1)[:n]
-        ids, scores = ids[part], scores[part]
-    order = np.lexsort((ids, -scores))
-    return ids[order].astype(np.int64), scores[order].astype(np.float32)
-
-
-def exact_top(
-    vectors: np.ndarray, query: np.ndarray, n: int, mask: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top ``n`` by cosine (vectors are unit rows), restricted to ``mask`` if given."""
-    if mask is not None:
-        idx = np.flatnonzero(mask)
-        if len(idx) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        if len(idx) * 2 > len(mask):  # most rows allowed: scoring all beats copying them out
-            return _top(idx, (np.asarray(vectors) @ query)[idx], n)
-        return _top(idx, np.asarray(vectors[idx]) @ query, n)
-    scores = np.asarray(vectors) @ query
-    return _top(np.arange(len(scores)), scores, n)
 
 
 # --------------------------------------------------------------------------- corpus
@@ -267,7 +145,7 @@ class SearchIndex:
     path_names: list[str]
     doc_path_indptr: np.ndarray
     doc_path_indices: np.ndarray
-    ivf: IVFPartition | None
+    ann: VectorIndex | None  # over ``vectors``; None = exact search (tiny or legacy index)
     weights: RankerWeights
     model_id: str
     version: str = ""
@@ -289,29 +167,27 @@ class SearchIndex:
         tokens: Sequence[Sequence[str]] | None = None,
         clicks: ClickModel | None = None,
     ) -> SearchIndex:
-        """Index a corpus; above ``ann_min_docs`` documents the IVF order is applied first."""
+        """Index a corpus in its order; above ``ann_min_docs`` documents the vectors get an ANN."""
         n = len(corpus.hashes)
         vectors = np.ascontiguousarray(corpus.vectors, dtype=np.float32)
-        if n and vectors.shape[1] < 1:
-            raise ValueError("CommitCorpus.vectors: empty vectors")
-        ivf: IVFPartition | None = None
-        order = np.arange(n)
-        if n >= ann_min_docs:
-            ivf, order = IVFPartition.train(vectors)
-            vectors = vectors[order]
-        pick = order.tolist()
-        doc_tokens = [tokens[i] for i in pick] if tokens is not None else None
-        texts = [corpus.texts[i] for i in pick]
-        subjects = [corpus.subjects[i] for i in pick]
-        if doc_tokens is None:
-            doc_tokens = [tokenize(t) for t in texts]
+        # zero-width vectors: they are written separately (``publish_streamed``)
+        streamed = vectors.ndim == 2 and vectors.shape[1] == 0
+        ann = (
+            VectorIndex.build(vectors, approximate_above=ann_min_docs)
+            if n and not streamed
+            else None
+        )
+        if ann is not None and ann.ann is None:
+            ann = None
+        doc_tokens = tokens if tokens is not None else [tokenize(t) for t in corpus.texts]
+        subjects = corpus.subjects
         bm25 = BM25Index.build(doc_tokens)
         subject_terms = _term_matrix([tokenize(s) for s in subjects], bm25.vocabulary)
-        hashes = np.array([corpus.hashes[i] for i in pick], dtype="S40")
+        hashes = np.array(corpus.hashes, dtype="S40")
         hash_order = np.argsort(hashes, kind="stable")
-        repo_names, repo_codes = _codes([corpus.repositories[i] for i in pick])
-        author_names, author_codes = _codes([corpus.authors[i] for i in pick])
-        path_names, indptr, indices = _path_lists([corpus.paths[i] for i in pick])
+        repo_names, repo_codes = _codes(corpus.repositories)
+        author_names, author_codes = _codes(corpus.authors)
+        path_names, indptr, indices = _path_lists(corpus.paths)
         blob, offsets = pack_strings(subjects)
         return cls(
             vectors=vectors,
@@ -324,18 +200,24 @@ class SearchIndex:
             repository_codes=repo_codes,
             author_names=author_names,
             author_codes=author_codes,
-            authored_at=np.asarray(corpus.authored_at, dtype=np.int64)[order],
-            is_merge=np.asarray(corpus.is_merge, dtype=bool)[order],
+            authored_at=np.asarray(corpus.authored_at, dtype=np.int64),
+            is_merge=np.asarray(corpus.is_merge, dtype=bool),
             subject_blob=blob,
             subject_offsets=offsets,
             path_names=path_names,
             doc_path_indptr=indptr,
             doc_path_indices=indices,
-            ivf=ivf,
+            ann=ann,
             weights=weights or RankerWeights(),
             model_id=model_id,
             clicks=clicks,
         )
+
+    def ann_description(self) -> str:
+        """``exact``, or the ANN kind with its lists and probes (for logs and metadata)."""
+        if self.ann is None:
+            return "exact"
+        return f"{self.ann.kind} {self.ann.n_lists} lists, nprobe {self.ann.nprobe}"
 
     # -- lookups ----------------------------------------------------------
     def subject(self, doc: int) -> str:
@@ -420,18 +302,16 @@ class SearchIndex:
     def semantic_top(
         self, query_vec: np.ndarray, n: int, mask: np.ndarray | None = None, exact: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``n`` by cosine: IVF when the index has one (oversampled under filters), else exact."""
+        """Top ``n`` by cosine: the ANN when the index has one (filters applied inside), else exact.
+
+        Selective filters (fewer than ``core.vectors.EXACT_BELOW_ALLOWED`` allowed
+        commits) are answered exactly over the allowed rows.
+        """
         if self.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        if self.ivf is None or exact:
+        if self.ann is None or exact:
             return exact_top(self.vectors, query_vec, n, mask)
-        allowed = self.size if mask is None else int(mask.sum())
-        if allowed < 20_000:  # a selective filter: scanning the allowed rows is cheaper and exact
-            return exact_top(self.vectors, query_vec, n, mask)
-        probe = self.ivf.nprobe
-        if mask is not None:
-            probe = min(len(self.ivf.centroids), int(probe * max(1.0, self.size / max(allowed, 1))))
-        return self.ivf.search(self.vectors, query_vec, n, mask, nprobe=probe)
+        return self.ann.search(query_vec, n, mask)
 
     def candidates(
         self,
@@ -514,7 +394,7 @@ class SearchIndex:
         or a ``ClickModel`` to use instead. Commits boosted by it join the candidates
         (when the filters allow them); without a similar past query nothing changes.
         """
-        with single_threaded_blas():
+        with one_thread():
             return self._rank(parsed, query_vec, k, mask, weights, exact, clicks)
 
     def _rank(
@@ -564,7 +444,16 @@ class SearchIndex:
     def save(self, folder: Path) -> None:
         """Write every file of this index into ``folder`` (which must be new and empty)."""
         folder.mkdir(parents=True, exist_ok=False)
-        np.save(folder / "vectors.npy", np.ascontiguousarray(self.vectors, dtype=np.float32))
+        if self.ann is not None:
+            self.ann.save(folder / "vectors")
+        else:
+            VectorIndex(np.ascontiguousarray(self.vectors, dtype=np.float32)).save(
+                folder / "vectors"
+            )
+        self.save_rest(folder)
+
+    def save_rest(self, folder: Path) -> None:
+        """Every file but the vector index (``publish_streamed`` writes that one itself)."""
         self.bm25.save(folder)
         sp.save_npz(folder / "subject_terms.npz", self.subject_terms, compressed=False)
         arrays = {
@@ -582,9 +471,6 @@ class SearchIndex:
         }
         for name, arr in arrays.items():
             np.save(folder / f"{name}.npy", arr)
-        if self.ivf is not None:
-            np.save(folder / "ivf_centroids.npy", self.ivf.centroids)
-            np.save(folder / "ivf_offsets.npy", self.ivf.offsets)
         (folder / "names.json").write_text(
             json.dumps(
                 {
@@ -603,40 +489,40 @@ class SearchIndex:
             "model_id": self.model_id,
             "documents": self.size,
             "dimension": int(self.vectors.shape[1]) if self.size else 0,
-            "ivf_nprobe": self.ivf.nprobe if self.ivf else None,
-            "ivf_lists": len(self.ivf.centroids) if self.ivf else None,
+            "ann": self.ann_description(),
             **self.meta,
         }
         (folder / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
-    def load(cls, folder: Path, version: str = "", mmap_vectors: bool = False) -> SearchIndex:
-        """Read one version; ``mmap_vectors`` maps the vectors instead of reading them.
+    def load(cls, folder: Path, version: str = "", mmap_vectors: bool = True) -> SearchIndex:
+        """Read one version; the vectors and the ANN are memory-mapped (``mmap_vectors``).
 
-        Reading costs ~1.5 GB of RAM per million commits and a second at start-up, and
-        keeps query latency flat; mapping starts instantly but the first queries pay a
-        page fault per vector page they touch.
+        Mapping opens a million commits in milliseconds; a query then touches only
+        the ANN lists it probes and the few hundred rows it re-ranks.
         """
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        if meta.get("format_version") != FORMAT_VERSION:
+        fmt = meta.get("format_version")
+        if fmt not in READABLE_FORMATS:
             raise ValueError(
-                f"{folder}: index format {meta.get('format_version')!r}, this code reads "
-                f"{FORMAT_VERSION}; publish the index again"
+                f"{folder}: index format {fmt!r}, this code reads {READABLE_FORMATS}; "
+                "publish the index again"
             )
 
         def arr(name: str, mmap: bool = False) -> np.ndarray:
             return np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None)
 
         names = json.loads((folder / "names.json").read_text(encoding="utf-8"))
-        ivf = None
-        if (folder / "ivf_centroids.npy").is_file():
-            ivf = IVFPartition(
-                centroids=arr("ivf_centroids"),
-                offsets=arr("ivf_offsets"),
-                nprobe=default_nprobe(len(arr("ivf_centroids"))),  # the rule, not the meta
-            )
+        ann: VectorIndex | None = None
+        if fmt == 1:  # previous layout: docs in IVF list order, exact search until republished
+            vectors = arr("vectors", mmap=mmap_vectors)
+        else:
+            ann = load_index(folder / "vectors", mmap=mmap_vectors)
+            vectors = ann.vectors
+            if ann.ann is None:
+                ann = None
         return cls(
-            vectors=arr("vectors", mmap=mmap_vectors),
+            vectors=vectors,
             bm25=BM25Index.load(folder),
             subject_terms=sp.load_npz(folder / "subject_terms.npz").tocsr(),
             hashes=arr("hashes"),
@@ -653,7 +539,7 @@ class SearchIndex:
             path_names=list(names["paths"]),
             doc_path_indptr=arr("doc_path_indptr"),
             doc_path_indices=arr("doc_path_indices"),
-            ivf=ivf,
+            ann=ann,
             weights=RankerWeights.from_json((folder / "ranker.json").read_text(encoding="utf-8")),
             model_id=str(meta["model_id"]),
             version=version,
@@ -719,6 +605,54 @@ def publish(
     version = publish_version(root, write, keep=keep, min_age_seconds=min_age_seconds)
     index.version = version
     return version
+
+
+def publish_streamed(
+    root: Path,
+    corpus: CommitCorpus,
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+    dim: int,
+    model_id: str,
+    weights: RankerWeights | None = None,
+    clicks: ClickModel | None = None,
+    meta: dict[str, Any] | None = None,
+    keep: int = KEEP_VERSIONS,
+    min_age_seconds: float = 300.0,
+) -> SearchIndex:
+    """Publish ``corpus`` (zero-width vectors) with its vectors taken from ``chunks``.
+
+    The vectors go straight from the chunks (``(doc ids, rows)``, any order) to the
+    new version's files (``core.vectors.write_streamed``): the float matrix is never
+    whole in memory, which is what bounds a million-commit publish.
+    """
+    index = SearchIndex.build(corpus, model_id, weights=weights, clicks=clicks)
+
+    def write(folder: Path, version: str) -> None:
+        folder.mkdir(parents=True, exist_ok=False)
+        write_streamed(folder / "vectors", chunks, index.size, dim)
+        loaded = load_index(folder / "vectors")
+        index.vectors = loaded.vectors
+        index.ann = loaded if loaded.ann is not None else None
+        index.meta = {
+            **index.meta,
+            **(meta or {}),
+            "version": version,
+            "published_at": datetime.now(UTC).isoformat(),
+        }
+        index.save_rest(folder)
+
+    index.version = publish_version(root, write, keep=keep, min_age_seconds=min_age_seconds)
+    return index
+
+
+def published_meta(root: Path) -> dict[str, Any] | None:
+    """``meta.json`` of the current version (None when nothing readable is published)."""
+    try:
+        version = current_version(root)
+        meta = json.loads((root / "versions" / version / "meta.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return {**meta, "version": version} if isinstance(meta, dict) else None
 
 
 def current_version(root: Path) -> str:

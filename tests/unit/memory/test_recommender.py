@@ -254,8 +254,8 @@ def test_bulk_loaded_memory_matches_row_by_row() -> None:
         assert a.raw_probability == pytest.approx(b.raw_probability, rel=1e-6)
 
 
-def test_ivf_index_recall_and_save_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from symbiotic_assets.core.vectors import ExactIndex, IVFIndex, load_index, recall_at_k
+def test_ann_index_recall_and_save_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from symbiotic_assets.core.vectors import VectorIndex, load_index, recall_at_k
 
     rng = np.random.default_rng(4)
     centres = rng.standard_normal((50, 32)).astype(np.float32)
@@ -263,17 +263,18 @@ def test_ivf_index_recall_and_save_load_round_trip(tmp_path) -> None:  # type: i
         np.float32
     )
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-    exact = ExactIndex(rows)
-    ivf = IVFIndex.build(rows, n_probe=12, seed=0)
+    ann = VectorIndex.build(rows, approximate_above=5_000, seed=0)
+    assert ann.kind == "ivf-sq8"
     queries = rows[rng.integers(0, 20_000, 100)] + 0.05 * rng.standard_normal((100, 32)).astype(
         np.float32
     )
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    assert recall_at_k(ivf, exact, queries, k=10) >= 0.97
-    loaded = load_index(ivf.save(tmp_path / "ivf"))
+    assert recall_at_k(ann, rows, queries, k=10) >= 0.97
+    assert recall_at_k(ann, rows, queries, k=64) >= 0.95
+    loaded = load_index(ann.save(tmp_path / "ann"))
     ids, sims = loaded.search(queries[0], 10)
-    ids2, sims2 = ivf.search(queries[0], 10)
+    ids2, sims2 = ann.search(queries[0], 10)
     assert np.array_equal(ids, ids2) and np.allclose(sims, sims2)
     assert np.allclose(sims, rows[ids] @ queries[0], atol=1e-5)
-    with pytest.raises(ValueError, match="unit-norm"):
-        ExactIndex(rows * 2)
+    with pytest.raises(ValueError, match="unit rows"):
+        VectorIndex.build(rows * 2)
