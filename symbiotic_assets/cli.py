@@ -50,6 +50,12 @@ concurrency:
     default_limit: 1
 telemetry:
   enabled: false
+# The daemon (`dagster dev`) fails runs that never started and frees slots of finished runs;
+# runs whose process died are recovered before each `symbiotic run` and by a sensor
+# (symbiotic_assets/core/run_recovery.py).
+run_monitoring:
+  enabled: true
+  free_slots_after_run_end_seconds: 60
 """
 
 
@@ -125,6 +131,9 @@ def run(
     if not specs:
         _fail("no repositories configured; add one with `symbiotic repos add PATH`")
     prepare_dagster_home()
+    from symbiotic_assets.core.run_recovery import prepare_run_process
+
+    prepare_run_process(console.print)  # dead runs failed, their slots freed; Ctrl-C works
     verbosity = "INFO" if verbose else "WARNING"
 
     import dagster as dg

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from symbiotic_assets.analytics import definitions as analytics_definitions
+from symbiotic_assets.core import run_recovery
 from symbiotic_assets.core.config import load_settings
 from symbiotic_assets.core.resources import settings_resource
 from symbiotic_assets.core.warehouse import WarehouseResource
@@ -35,6 +36,7 @@ def build_definitions() -> dg.Definitions:
         search_definitions.defs,
         analytics_definitions.defs,
         serving_definitions.defs,
+        run_recovery.defs,  # fails runs whose process died, frees their slots
     )
 
 
