@@ -24,6 +24,7 @@ import platform
 import pstats
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ T = TypeVar("T")
 
 GOAL_RATIO = 0.8
 GOAL_NOOP_SECONDS = 1.0
+MERGE_GOAL_SPEEDUP = 2.0  # conflict detection vs one plain git merge-tree at a time
 INCREMENTAL_COMMITS = 100
 
 
@@ -171,6 +173,16 @@ def _timed(fn: Callable[..., T], *args: Any) -> tuple[T, float, float, float]:
     return value, wall, cpu_self, cpu_children
 
 
+def _merge_baseline(repo: Path, limit: int, rounds: int) -> Any:
+    """Plain one-at-a-time ``git merge-tree`` against our engine, same merges, same run."""
+    from benchmarks.bench_merges import bench_merges
+
+    print(f"merge baseline: {limit} merges, {rounds} alternating rounds ...", flush=True)
+    bench = bench_merges(repo, limit=limit, rounds=rounds, single_worker=False)
+    print(bench.render(), flush=True)
+    return bench
+
+
 def run_bench(
     commits: int,
     repo: Path | None,
@@ -178,6 +190,8 @@ def run_bench(
     keep: bool,
     profile_dir: Path | None,
     repeat: int = 2,
+    merge_limit: int = 1000,
+    merge_rounds: int = 3,
 ) -> BenchResult:
     from benchmarks.synthetic_repo import CONFIG_MARKER, append_commits
     from symbiotic_assets.core.config import RepositorySpec
@@ -250,6 +264,24 @@ def run_bench(
         rows.append(Row("conflict detection (merge-tree)", wall, two_parent, "merges",
                         f"clean={merges.clean} conflict={merges.conflict} "
                         f"octopus={merges.octopus} errors={merges.errors}", cpu, cpu_git))  # fmt: skip
+        merge_bench = _merge_baseline(repo, merge_limit, merge_rounds)
+        rows.append(Row("  plain merge-tree, one at a time",
+                        statistics.median(merge_bench.baseline_wall), merge_bench.merges, "merges",
+                        f"same run, {merge_bench.rounds} rounds, median",
+                        None, statistics.median(merge_bench.baseline_cpu)))  # fmt: skip
+        rows.append(Row(f"  merge engine, {merge_bench.workers} workers",
+                        statistics.median(merge_bench.ours_wall), merge_bench.merges, "merges",
+                        merge_bench.method, None, statistics.median(merge_bench.ours_cpu)))  # fmt: skip
+        baseline_rate = merge_bench.rate(merge_bench.baseline_wall)
+        result.figures["merges"] = {
+            "detect_merges_per_second": two_parent / wall if wall else None,
+            "baseline_merges_per_second": baseline_rate,
+            "detect_speedup_over_baseline": (two_parent / wall) / baseline_rate if wall else None,
+            "engine_speedup_over_baseline": merge_bench.speedup,
+            "engine_cpu_ratio_baseline_over_ours": merge_bench.cpu_ratio,
+            "method": merges.method,
+            "workers": merge_bench.workers,
+        }
 
         print("no-op refresh ...", flush=True)
         noop, noop_s, cpu, cpu_git = _timed(refresh_repository, str(warehouse), spec)
@@ -308,6 +340,10 @@ def run_bench(
             checks["conflicts_equal_generator"] = merges.conflict == summary["conflicting_merges"]
             checks["clean_equal_generator"] = merges.clean == summary["clean_merges"]
             checks["octopus_equal_generator"] = merges.octopus == summary["octopus_merges"]
+        checks["merge_verdicts_identical_to_plain_merge_tree"] = merge_bench.verdicts_identical
+        checks["merge_speedup_goal_met"] = (
+            result.figures["merges"]["detect_speedup_over_baseline"] or 0
+        ) >= MERGE_GOAL_SPEEDUP
         result.checks = checks
         return result
     finally:
@@ -320,6 +356,18 @@ def run_bench(
 def _fmt(value: float | None, spec: str) -> str:
     """``value`` formatted by ``spec`` ("8.3f"), or a dash as wide."""
     return format("-", ">" + spec.split(".")[0]) if value is None else format(value, spec)
+
+
+def _merge_line(m: dict[str, Any]) -> str:
+    if not m or m.get("detect_speedup_over_baseline") is None:
+        return "conflict detection: not measured"
+    return (
+        f"conflict detection: {m['detect_merges_per_second']:,.0f} merges/s = "
+        f"{m['detect_speedup_over_baseline']:.2f}x one plain merge-tree at a time "
+        f"({m['baseline_merges_per_second']:,.0f}/s, same run; goal >= {MERGE_GOAL_SPEEDUP}); "
+        f"CPU per merge {m['engine_cpu_ratio_baseline_over_ours']:.2f}x less; {m['method']}, "
+        f"{m['workers']} workers"
+    )
 
 
 def render(result: BenchResult) -> str:
@@ -349,6 +397,7 @@ def render(result: BenchResult) -> str:
         f"CPU-time ratio (git + Python): {_fmt(f.get('cpu_ratio_baseline_over_extraction'), '.2f')}"
         "  (independent of load; wall-clock ratio on idle cores lies between it and ~1)",
         f"no-op refresh: {_fmt(f.get('noop_seconds'), '.3f')} s  (goal <= {GOAL_NOOP_SECONDS} s)",
+        _merge_line(f.get("merges") or {}),
         f"peak memory of this process: {_mib(f['peak_rss_bytes_after_full_refresh'])} after the "
         f"full refresh, {_mib(f['peak_rss_bytes'])} at the end (the generator ran in a child)",
         f"load average: {env['load_average_at_start']:.2f} at start, "
@@ -384,10 +433,15 @@ def main(argv: list[str] | None = None) -> int:
                         "(timings then include the profiler's overhead)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=2,
                         help="alternating baseline/extraction runs; the best of each counts")  # fmt: skip
+    parser.add_argument("--merge-limit", type=int, default=1000,
+                        help="merges re-merged by the plain merge-tree baseline")  # fmt: skip
+    parser.add_argument("--merge-rounds", type=int, default=3,
+                        help="alternating baseline/ours rounds for the merges (median counts)")  # fmt: skip
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal or check fails")
     args = parser.parse_args(argv)
 
-    result = run_bench(args.commits, args.repo, args.seed, args.keep, args.profile, args.repeat)
+    result = run_bench(args.commits, args.repo, args.seed, args.keep, args.profile, args.repeat,
+                       args.merge_limit, args.merge_rounds)  # fmt: skip
     print()
     print(render(result))
     if args.json:
