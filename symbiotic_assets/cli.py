@@ -6,6 +6,7 @@ recording runs in the same Dagster instance that ``dagster dev`` shows.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,12 +60,9 @@ run_monitoring:
 """
 
 
-# Jobs over all repositories that `symbiotic run` materializes after the per-repository
-# git refreshes, in order.
-_PARTITIONED_JOBS: list[tuple[str, str]] = [
-    ("git_refresh", "git history, merges, metrics"),
-    ("search_embed", "commit embeddings"),
-]
+# Jobs over all repositories that `symbiotic run` materializes after the git refresh
+# (job `git_refresh_changed`: only changed repositories), in order. Each skips its work
+# when its inputs did not change since it last ran.
 _GLOBAL_JOBS: list[tuple[str, str]] = [
     ("memory_load", "memory load"),
     ("memory_learn", "recommender learn"),
@@ -115,8 +113,9 @@ def run(
         bool, typer.Option("--verbose", "-v", help="Show Dagster's step logs.")
     ] = False,
 ) -> None:
-    """Materialize everything: git history, merges and metrics per repository, then the
-    dbt marts and the published snapshot that dashboards and the API read."""
+    """Materialize everything: git history, merges and commit embeddings of the repositories
+    that changed (one fingerprint check each), then the dbt marts and the published
+    snapshot that dashboards and the API read (skipped when their inputs did not change)."""
     try:
         settings = load_settings()
         specs = settings.all_repositories()
@@ -148,20 +147,41 @@ def run(
         instance.add_dynamic_partitions(repositories_partitions.name or "", new)
     log_config = {"loggers": {"console": {"config": {"log_level": verbosity}}}}
 
-    def execute(job_name: str, partition_key: str | None = None) -> tuple[bool, str]:
+    def execute(
+        job_name: str, run_config: dict[str, Any] | None = None
+    ) -> tuple[bool, str, dict[str, str]]:
+        """(success, first error, per-repository errors reported by the step)."""
         result = defs.resolve_job_def(job_name).execute_in_process(
-            partition_key=partition_key,
             instance=instance,
             raise_on_error=False,
-            run_config=log_config,
+            run_config={**log_config, **(run_config or {})},
         )
         if result.success:
-            return True, ""
+            return True, "", {}
         failures = [e for e in result.all_events if e.is_step_failure]
-        if failures and failures[0].step_failure_data:
-            return False, root_cause(failures[0].step_failure_data.error)
-        return False, "run failed"
+        data = failures[0].step_failure_data if failures else None
+        if data is None:
+            return False, "run failed", {}
+        per_repo: dict[str, str] = {}
+        meta = data.user_failure_data.metadata if data.user_failure_data else {}
+        if "errors" in meta:
+            per_repo = json.loads(str(getattr(meta["errors"], "value", meta["errors"])))
+        return False, root_cause(data.error), per_repo
 
+    # One fingerprint check per repository, here, before any Dagster run: a repository
+    # where nothing moved costs a for-each-ref, not a run start-up.
+    from symbiotic_assets.core.resources import EmbedderResource
+    from symbiotic_assets.git.changes import plan_changes
+    from symbiotic_assets.search.commit_embeddings import model_key
+
+    plan = plan_changes(
+        settings.warehouse, specs, embedding_model=model_key(EmbedderResource().get_embedder())
+    )
+    changed = [c.spec.name for c in plan.changed]
+    console.print(
+        f"{len(specs)} repositories checked in {plan.seconds:.2f}s: "
+        f"{len(changed)} changed, {len(specs) - len(changed)} unchanged"
+    )
     outcomes: list[tuple[str, bool, str]] = []
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -171,10 +191,12 @@ def run(
         console=console,
         transient=False,
     ) as progress:
-        task = progress.add_task("repositories", total=len(specs))
+        task = progress.add_task("changed repositories", total=len(changed))
         detail = progress.add_task("", total=None, visible=False)
 
         def on_progress(repository: str, phase: str, done: int, total: int | None) -> None:
+            if phase == "extracted":
+                progress.advance(task)
             progress.update(
                 detail,
                 description=f"  {repository}: {phase}",
@@ -183,26 +205,31 @@ def run(
                 visible=True,
             )
 
-        progress_listeners.append(on_progress)
-        for spec in specs:
-            progress.update(task, description=f"{spec.name}")
-            ok, error = True, ""
-            for job_name, label in _PARTITIONED_JOBS:
-                progress.update(
-                    detail, description=f"  {spec.name}: {label}", total=None, visible=True
+        repo_errors: dict[str, str] = {}
+        if changed:
+            progress_listeners.append(on_progress)
+            try:
+                ok, error, repo_errors = execute(
+                    "git_refresh_changed",
+                    {
+                        "ops": {
+                            "refresh_changed_repositories": {"config": {"repositories": changed}}
+                        }
+                    },
                 )
-                ok, error = execute(job_name, spec.name)
-                if not ok:
-                    break  # later steps of this repository depend on the failed one
-            outcomes.append((spec.name, ok, error))
-            progress.advance(task)
-        progress_listeners.remove(on_progress)
+            finally:
+                progress_listeners.remove(on_progress)
+            if not ok and not repo_errors:  # the step itself failed: every repository with it
+                repo_errors = dict.fromkeys(changed, error)
+        for spec in specs:
+            err = repo_errors.get(spec.name, "")
+            outcomes.append((spec.name, not err, err))
         progress.update(detail, visible=False)
 
         # cross-repository steps, once the repositories are in: dbt marts, then publish
         for job_name, label in _GLOBAL_JOBS:
             progress.update(detail, description=f"  {label}", total=None, visible=True)
-            ok, error = execute(job_name)
+            ok, error, _ = execute(job_name)
             outcomes.append((label, ok, error))
         progress.update(detail, visible=False)
 
