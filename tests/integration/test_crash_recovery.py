@@ -27,6 +27,7 @@ from symbiotic_assets.core.run_recovery import (
     HOST_TAG,
     PID_TAG,
     PROCESS_START_TAG,
+    dead_run_recovery_sensor,
     process_is_alive,
     process_start_time,
     recover_dead_runs,
@@ -246,3 +247,18 @@ def test_sigterm_stops_a_run_waiting_for_the_slot(tmp_path: Path, dagster_home: 
             cli.kill()
             cli.wait()
         holder.stop()
+
+
+def test_sensor_recovers_runs_the_daemon_would_leave_stuck(
+    dagster_home: Path, instance: dg.DagsterInstance
+) -> None:
+    dead = Holder(dagster_home)
+    dead.kill()
+    first = dead_run_recovery_sensor(dg.build_sensor_context(instance=instance))
+    assert isinstance(first, dg.SkipReason) and first.skip_message
+    assert dead.run_id[:8] in first.skip_message
+    assert status(instance, dead.run_id) == dg.DagsterRunStatus.FAILURE
+    assert slot_runs(instance) == (set(), set(), set())
+    again = dead_run_recovery_sensor(dg.build_sensor_context(instance=instance))
+    assert isinstance(again, dg.SkipReason)
+    assert again.skip_message == "no run left behind by a dead process"
