@@ -154,6 +154,25 @@ def _scrub(message: bytes, titles: list[tuple[str, str]]) -> bytes:
     return text.encode("utf-8", errors="surrogateescape")
 
 
+def _missing_blobs(source: Path, stream: bytes) -> set[bytes]:
+    """Blobs the stream names that the source does not hold (a partial clone's big files).
+
+    They are written as empty files in the copy: trees differ there, messages and
+    history do not, which is all the evaluation reads.
+    """
+    shas = {
+        line.split(b" ", 3)[2]
+        for line in stream.split(b"\n")
+        if line.startswith(b"M ") and line.count(b" ") >= 3
+    }
+    shas.discard(b"inline")
+    if not shas:
+        return set()
+    out = _git(source, "cat-file", "--batch-check=%(objectname) %(objecttype)",
+               input=b"\n".join(sorted(shas)) + b"\n")  # fmt: skip
+    return {line.split(b" ")[0] for line in out.splitlines() if line.endswith(b" missing")}
+
+
 def build_time_split(
     source: Path,
     target: Path,
@@ -184,6 +203,7 @@ def build_time_split(
                    .decode().strip())  # fmt: skip
     stream = _git(source, "fast-export", "--no-data", "--show-original-ids",
                   "--signed-tags=strip", "--reencode=yes", ref)  # fmt: skip
+    missing = _missing_blobs(source, stream)
     out: list[bytes] = []
     mark_old: dict[str, str] = {}
     mark = ""
@@ -198,6 +218,10 @@ def build_time_split(
                 original = value[13:].decode()
                 mark_old[mark] = original
                 continue  # fast-import does not need it
+            elif value.startswith(b"M ") and value.split(b" ", 3)[2] in missing:
+                mode, _, path = value[2:].split(b" ", 2)
+                out.append(b"M " + mode + b" inline " + path + b"\ndata 0\n")
+                continue
             out.append(value + b"\n")
             continue
         message = value

@@ -136,6 +136,19 @@ def group_by_change(
     return out
 
 
+def grouped_pool(k: int) -> int:
+    """How many ranked commits to fold into ``k`` changes: a PR's commits rank close together."""
+    return min(1000, max(5 * k, 50))
+
+
+def changes_of(
+    results: Sequence[SearchResult], k: int, *, index_root: Path | None = None
+) -> list[ChangeResult]:
+    """``results`` folded into at most ``k`` changes, with the groups published next to the index."""
+    root = index_root or default_index_root()
+    return group_by_change(results, _load_groups(root.parent / "search-changes"), k)
+
+
 def default_index_root() -> Path:
     from symbiotic_assets.core.config import load_settings
 
@@ -248,12 +261,11 @@ def semantic_search(
     if grouped:
         if not 1 <= k <= 1000:
             raise ValueError(f"k={k}: must be between 1 and 1000")
-        root = index_root or default_index_root()
         flat = semantic_search(
-            query, min(1000, max(5 * k, 50)), repositories, authors, since, until, paths,
+            query, grouped_pool(k), repositories, authors, since, until, paths,
             include_merges, index_root=index_root,
         )  # fmt: skip
-        return group_by_change(flat, _load_groups(root.parent / "search-changes"), k)
+        return changes_of(flat, k, index_root=index_root)
     if not isinstance(query, str) or not query.strip():
         raise ValueError(f"query={query!r}: must be a non-empty string")
     if not 1 <= k <= 1000:

@@ -141,3 +141,48 @@ def test_grouped_results_hold_every_matching_commit_of_a_pr_once(published) -> N
     # changes come in the order of their best commit
     best = [min(r.rank for r in flat if r.hash in {c.hash for c in ch.commits}) for ch in changes]
     assert best == sorted(best)
+
+
+def test_cli_shows_each_change_once_and_commits_on_request(published) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from symbiotic_assets.search.cli import search_command
+
+    app = typer.Typer()
+    app.command("search")(search_command)
+    app.command("noop")(lambda: None)
+    runner = CliRunner()
+    env = {"COLUMNS": "240"}
+    grouped = runner.invoke(app, ["search", "retry delays", "--no-record", "--json"], env=env)
+    assert grouped.exit_code == 0, grouped.output
+    payload = json.loads(grouped.output)
+    titles = [c["title"] for c in payload["changes"]]
+    assert len(titles) == len(set(titles)) and "Spread retries over time" in titles
+    listed = [h for c in payload["changes"] for h in c["commits"]]
+    assert listed == [r["hash"] for r in payload["results"]]  # shown = recorded, in order
+    table = runner.invoke(app, ["search", "retry delays", "--no-record"], env=env)
+    assert table.exit_code == 0 and table.output.count("Spread retries over time") == 1
+    assert "bob/retry-jitter" in table.output
+    flat = runner.invoke(app, ["search", "retry delays", "--no-record", "--commits", "--json",
+                               "--k", "4"], env=env)  # fmt: skip
+    assert flat.exit_code == 0 and "changes" not in json.loads(flat.output)
+    assert len(json.loads(flat.output)["results"]) == 4
+
+
+def test_mcp_tool_groups_by_change_and_keeps_the_flat_top_k(published) -> None:  # type: ignore[no-untyped-def]
+    from symbiotic_assets.mcp.server import semantic_search as tool
+
+    out = tool("retry delays and retry budget", k=3, record=False)
+    assert len(out["results"]) == 3 and all(r["hash"] for r in out["results"])
+    by_pr = {c["pr_number"]: c for c in out["changes"] if c["pr_number"]}
+    assert set(by_pr) == {1, 2}
+    listed = [h for c in out["changes"] for h in c["commits"]]
+    assert len(listed) == len(set(listed))
+    assert len(by_pr[2]["commits"]) == 3 and by_pr[2]["branch"] == "bob/retry-jitter"
+    flat = tool("retry delays and retry budget", k=3, record=False, commits_only=True)
+    assert "changes" not in flat and [r["hash"] for r in flat["results"]] == [
+        r["hash"] for r in out["results"]
+    ]
