@@ -17,20 +17,59 @@ Line format: one JSON object per line, with ``type`` naming the record kind
 (``fix_attempt`` when absent, ``feedback``, ``session``, ``skill_invocation``,
 ``search``, ``search_click``); the other keys are the model's fields. Blank
 lines are skipped and not counted.
+
+Hostile input: any bytes at all may arrive (a truncated upload, a binary file
+named ``.jsonl``, a producer's bug), and nothing in them may stop the import or
+cost the valid lines around them. So a line is refused, with a reason, when it
+is longer than ``MAX_LINE_BYTES`` (read in bounded pieces, never whole), nested
+deeper than ``MAX_DEPTH``, holds a number of more than ``MAX_NUMBER_CHARS``
+characters, repeats a key, or fails in any way while being parsed and validated;
+and each line is stored under its own savepoint, so that one the database
+refuses is quarantined without undoing its batch.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
-from symbiotic_assets.events.models import InvalidRecordError, MemoryRecord, validate_record
+from symbiotic_assets.events.models import (
+    InvalidRecordError,
+    MemoryRecord,
+    printable,
+    validate_record,
+)
 from symbiotic_assets.events.store import MemoryStore
 
 BATCH_LINES = 500
 MAX_RAW_CHARS = 65_536
+# The largest valid record (a search event: 1,000 results of 200 characters, each
+# written as a \uXXXX surrogate pair) is under 2.5 MB; a longer line is refused
+# after reading it in pieces of this size, so memory stays bounded.
+MAX_LINE_BYTES = 4 * 1024 * 1024
+# Records are flat objects with lists of strings: depth 2. Deeper nesting is refused
+# before Python's recursion limit is anywhere near.
+MAX_DEPTH = 16
+# 2**63 has 19 digits; a longer number is no id, count or time this store keeps, and
+# converting thousands of digits is slow (Python refuses beyond 4,300).
+MAX_NUMBER_CHARS = 100
+
+# What storing a validated record can raise because of the record's own values
+# (a number SQLite cannot hold, text it cannot encode, a CHECK constraint).
+# Anything else (disk full, a locked or corrupt file) is not the line's fault and
+# stops the import, after the batches already committed.
+_STORE_DATA_ERRORS = (
+    ValueError,
+    OverflowError,
+    TypeError,
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.DataError,
+)
 
 
 @dataclass
@@ -44,20 +83,92 @@ class ImportResult:
     quarantined: int = 0
 
 
+class _Refused(ValueError):
+    """Raised from inside the JSON parser's hooks; becomes a quarantine reason."""
+
+
+def _line_problem(problem: str) -> InvalidRecordError:
+    return InvalidRecordError("line", [("(line)", problem)])
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    for key, _ in pairs:
+        if printable(key) != key:
+            raise _Refused(f"key {printable(repr(key))} is not valid Unicode text")
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"key {key!r} appears more than once in one object")
+            seen.add(key)
+    return data
+
+
+def _integer(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Refused(f"a number of {len(text)} digits (at most {MAX_NUMBER_CHARS} are read)")
+    return int(text)
+
+
+def _decimal(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Refused(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS} are read)")
+    return float(text)
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests containers deeper than ``MAX_DEPTH`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_object, parse_int=_integer, parse_float=_decimal)
+    except json.JSONDecodeError as exc:
+        raise _line_problem(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except _Refused as exc:
+        raise _line_problem(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise _line_problem(f"invalid JSON: nested deeper than {MAX_DEPTH} levels") from None
+
+
 def parse_line(raw: bytes) -> MemoryRecord:
-    """Turn one line into a validated record, or raise ``InvalidRecordError`` saying why."""
+    """Turn one line into a validated record, or raise ``InvalidRecordError`` saying why.
+
+    Whatever the bytes, only ``InvalidRecordError`` leaves this function: a failure
+    of the parser or a validator on hostile input is the line's problem, reported
+    with the exception's type, not a crash of the import.
+    """
+    try:
+        return _parse_line(raw)
+    except InvalidRecordError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure on one line's bytes is that line's
+        raise _line_problem(
+            f"cannot be read as a record ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+
+
+def _parse_line(raw: bytes) -> MemoryRecord:
+    if len(raw) > MAX_LINE_BYTES:
+        raise _line_problem(f"longer than {MAX_LINE_BYTES} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidRecordError(
-            "line", [("(line)", f"not UTF-8: byte {exc.start} is {raw[exc.start]:#04x}")]
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidRecordError(
-            "line", [("(line)", f"invalid JSON: {exc.msg} at column {exc.colno}")]
-        ) from None
+        raise _line_problem(f"not UTF-8: byte {exc.start} is {raw[exc.start]:#04x}") from None
+    data = _load_json(text)
+    if isinstance(data, dict | list) and _too_deep(data):
+        raise _line_problem(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
     if not isinstance(data, dict):
         raise InvalidRecordError(
             "line", [("(line)", f"expected a JSON object, got {type(data).__name__}")]
@@ -82,20 +193,31 @@ def import_jsonl(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file to import")
-    source = str(path.resolve())
+        raise FileNotFoundError(f"{printable(str(path))}: no such file to import")
+    source = printable(str(path.resolve()))
     result = ImportResult(source=source)
     consumed = 0
     pending: list[tuple[int, bytes, MemoryRecord | InvalidRecordError]] = []
+
+    def quarantine(line_number: int, raw: bytes, reason: str) -> None:
+        text = raw[: MAX_RAW_CHARS * 4].decode("utf-8", errors="backslashreplace")
+        store.quarantine_line(source, line_number, reason, text[:MAX_RAW_CHARS])
+        result.quarantined += 1
 
     def flush() -> None:
         with store.transaction():
             for line_number, raw, parsed in pending:
                 if isinstance(parsed, InvalidRecordError):
-                    text = raw.decode("utf-8", errors="backslashreplace")[:MAX_RAW_CHARS]
-                    store.quarantine_line(source, line_number, str(parsed), text)
-                    result.quarantined += 1
-                elif store.record(parsed).created:
+                    quarantine(line_number, raw, str(parsed))
+                    continue
+                try:
+                    with store.savepoint():
+                        created = store.record(parsed).created
+                except _STORE_DATA_ERRORS as exc:
+                    reason = f"{parsed.kind}: cannot be stored ({type(exc).__name__}: {exc})"
+                    quarantine(line_number, raw, reason[:1000])
+                    continue
+                if created:
                     result.stored += 1
                 else:
                     result.duplicates += 1
@@ -104,20 +226,50 @@ def import_jsonl(
             on_progress(consumed)
 
     with path.open("rb") as handle:
-        for line_number, raw_line in enumerate(handle, start=1):
-            consumed += len(raw_line)
+        for line_number, (raw_line, size, whole) in enumerate(_lines(handle), start=1):
+            consumed += size
             raw = raw_line.rstrip(b"\r\n")
             if line_number == 1:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")  # a BOM some editors write
-            if not raw.strip():
+            if whole and not raw.strip():
                 continue
             result.read += 1
-            try:
-                parsed: MemoryRecord | InvalidRecordError = parse_line(raw)
-            except InvalidRecordError as exc:
-                parsed = exc
+            parsed: MemoryRecord | InvalidRecordError
+            if not whole:
+                parsed = _line_problem(
+                    f"longer than {MAX_LINE_BYTES} bytes ({size} bytes); only the start is kept"
+                )
+            else:
+                try:
+                    parsed = parse_line(raw)
+                except InvalidRecordError as exc:
+                    parsed = exc
             pending.append((line_number, raw, parsed))
             if len(pending) >= BATCH_LINES:
                 flush()
     flush()
     return result
+
+
+def _lines(handle: IO[bytes]) -> Iterator[tuple[bytes, int, bool]]:
+    """Each line, its size in bytes and whether it is whole.
+
+    A line over ``MAX_LINE_BYTES`` (newline not counted) yields only its start.
+
+    ``for line in handle`` would hold a whole line in memory, and a file with no
+    newline is one line as large as the file.
+    """
+    while True:
+        line = handle.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        size = len(line)
+        if size > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while True:  # skip the rest of this line, counting it
+                more = handle.readline(1 << 20)
+                size += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+            yield line[: MAX_RAW_CHARS * 4], size, False
+        else:
+            yield line, size, True

@@ -5,14 +5,18 @@ warehouse and the recommender downstream must be able to trust every row. So
 each record is checked here, at the door, and a bad one is refused with the
 field and the problem named, rather than stored and discovered months later.
 
-Vocabulary (issue types, agents, strategies, stages) follows DESIGN.md. The
+Vocabulary (issue types, agents, strategies, stages) is the quality loop's. The
 known values are listed for readers, but values outside the lists are stored:
 a new issue type or a new agent is information, not an error. Only the shape
 is enforced (non-empty, no control characters, bounded length).
 
 Timestamps must carry a UTC offset (or ``Z``); a naive timestamp is refused
 because guessing its zone is how earlier tools lost or shifted events. They are
-normalised to UTC.
+normalised to UTC, and must fall between 1970-01-01 and one day after the time
+of arrival: a year-1 or year-9999 timestamp is a producer's bug (an unset
+clock, a sentinel value), and the extremes of Python's calendar overflow when
+shifted to UTC. Ids that refer to rows are bounded to SQLite's signed 64-bit
+integers, so a value that passes here can always be stored.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -30,6 +34,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -109,8 +114,31 @@ KNOWN_STAGES: frozenset[str] = frozenset(
 )
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+# Row ids and anything that refers to one: SQLite's INTEGER is signed 64-bit.
+MAX_ID = 2**63 - 1
+# Event times the store accepts: not before the Unix epoch, at most this far ahead
+# of the time of arrival (clocks drift; a day covers any honest skew).
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
+# Validation context key: rows read back from the store were accepted under the
+# rules of their day and are not re-judged (``StoredEvent.parsed``).
+TRUSTED = "stored_row"
 _AGENT = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
 _HEX = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates shown as ``\\udXXX``, so it can be encoded as UTF-8.
+
+    Messages quote what the client sent; a lone surrogate (from JSON ``"\\ud800"``
+    or an undecodable file name) would make SQLite, a terminal or a JSON encoder
+    fail on the message itself instead of showing it.
+    """
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class InvalidRecordError(ValueError):
@@ -122,10 +150,17 @@ class InvalidRecordError(ValueError):
     """
 
     def __init__(self, kind: str, problems: list[tuple[str, str]]) -> None:
-        self.kind = kind
-        self.problems = problems
+        self.kind = printable(kind)
+        self.problems = [(printable(f), printable(p)) for f, p in problems]
         super().__init__(
-            "; ".join(p if f.startswith("(") else f"{kind}.{f}: {p}" for f, p in problems)
+            "; ".join(
+                p
+                if f == "(line)"
+                else f"{self.kind}: {p}"
+                if f[0] == "("
+                else f"{self.kind}.{f}: {p}"
+                for f, p in self.problems
+            )
         )
 
     @classmethod
@@ -139,18 +174,28 @@ class InvalidRecordError(ValueError):
                 named = re.match(r"^([a-z_]+): (.+)$", msg, re.S)
                 field, msg = (named.group(1), named.group(2)) if named else ("(record)", msg)
             elif err["type"] not in ("missing", "extra_forbidden") and "input" in err:
-                shown = repr(err["input"])
-                if len(shown) > 80:
-                    shown = shown[:77] + "..."
-                msg = f"{msg} (got {shown})"
+                msg = f"{msg} (got {_shown(err['input'])})"
             problems.append((field, msg))
         return cls(kind, problems)
+
+
+def _shown(value: Any) -> str:
+    """A short repr of a rejected value; never fails, whatever the value."""
+    if isinstance(value, list | tuple | dict | set) and len(value) > 20:
+        return f"a {type(value).__name__} of {len(value)} items"
+    try:
+        shown = repr(value)
+    except (RecursionError, ValueError):  # deeply nested, or a 5,000-digit int
+        return f"a {type(value).__name__} too large to show"
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def _clean_text(value: str) -> str:
     value = value.strip()
     if _CONTROL.search(value):
         raise ValueError("contains control characters")
+    if _SURROGATE.search(value):
+        raise ValueError("contains a lone UTF-16 surrogate (not valid Unicode text)")
     return value
 
 
@@ -185,10 +230,24 @@ def _agent(value: str) -> str:
     return value
 
 
-def _utc(value: datetime) -> datetime:
+def _utc(value: datetime, info: ValidationInfo) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("needs a UTC offset, e.g. 2025-01-31T09:15:00Z or +02:00")
-    return value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            "is outside the calendar once converted to UTC (years 1 to 9999)"
+        ) from None
+    if isinstance(info.context, dict) and info.context.get(TRUSTED):
+        return utc
+    latest = _now() + FUTURE_SLACK
+    if not EARLIEST_TIMESTAMP <= utc <= latest:
+        raise ValueError(
+            f"out of range: must be between {EARLIEST_TIMESTAMP:%Y-%m-%dT%H:%M:%SZ} and one "
+            f"day from now ({latest:%Y-%m-%dT%H:%M:%SZ})"
+        )
+    return utc
 
 
 def _now() -> datetime:
@@ -295,7 +354,7 @@ class RecommendationFeedback(MemoryRecord):
     kind: ClassVar[str] = "feedback"
 
     recommendation_id: Annotated[str, Field(max_length=200), AfterValidator(_require_text)]
-    fix_attempt_id: Annotated[int | None, Field(ge=1)] = None
+    fix_attempt_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None
     issue_type: Annotated[str | None, Field(max_length=100)] = None
     agent: Annotated[str | None, Field(max_length=100)] = None
     strategy: Label = None
@@ -472,5 +531,6 @@ class StoredEvent(BaseModel):
     def parsed(self) -> EventRecord:
         model = EVENT_MODELS[self.event_type]
         return model.model_validate(
-            {**self.payload, "timestamp": self.timestamp, "idempotency_key": self.idempotency_key}
+            {**self.payload, "timestamp": self.timestamp, "idempotency_key": self.idempotency_key},
+            context={TRUSTED: True},
         )

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 from symbiotic_assets.events.models import (
     EVENT_MODELS,
+    MAX_ID,
     EventRecord,
     FixAttempt,
     InvalidRecordError,
@@ -52,6 +53,7 @@ from symbiotic_assets.events.models import (
     format_timestamp,
     normalize_issue_type,
     parse_timestamp,
+    printable,
     validate_record,
 )
 
@@ -263,20 +265,44 @@ def _time_bound(name: str, value: datetime | str | None) -> str | None:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(f"{name}: {value!r} is not an ISO 8601 timestamp") from None
+            raise ValueError(
+                f"{name}: {printable(repr(value))} is not an ISO 8601 timestamp"
+            ) from None
+    if not isinstance(value, datetime):
+        raise TypeError(
+            f"{name}: expected an ISO 8601 text or a datetime, got {type(value).__name__}"
+        )
     if value.tzinfo is None:
         raise ValueError(
             f"{name}: {value.isoformat()} needs a UTC offset, e.g. 2025-01-31T00:00:00Z"
         )
-    return format_timestamp(value)
+    try:
+        return format_timestamp(value)
+    except OverflowError:
+        raise ValueError(
+            f"{name}: {value.isoformat()} is outside the calendar once converted to UTC"
+        ) from None
 
 
 def _limit(limit: int | None) -> int:
     if limit is None:
         return -1
-    if limit < 0:
-        raise ValueError(f"limit: must be 0 or more, got {limit}")
+    if limit < 0 or limit > MAX_ID:
+        raise ValueError(f"limit: must be between 0 and {MAX_ID}, got {limit}")
     return limit
+
+
+def _row_id(name: str, value: int, *, low: int = 1) -> int:
+    """A row id (or a bound on one) that SQLite can compare: an int in [low, 2**63 - 1].
+
+    Python ints are unbounded and SQLite's are not; binding 10**20 raises a bare
+    OverflowError deep in sqlite3, which names nothing.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an integer id, got {type(value).__name__}")
+    if not low <= value <= MAX_ID:
+        raise ValueError(f"{name}: {value} is out of range ({low} to {MAX_ID})")
+    return value
 
 
 def apply_migrations(con: sqlite3.Connection, target: int = LATEST_VERSION) -> int:
@@ -334,7 +360,7 @@ def connect(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None)
-    except (OSError, sqlite3.Error) as exc:
+    except (OSError, ValueError, sqlite3.Error) as exc:  # ValueError: a NUL in the path
         raise MemoryStoreError(f"{path}: cannot open the memory store: {exc}") from exc
     try:
         con.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
@@ -437,6 +463,24 @@ class MemoryStore:
         self._depth = 0
         self._con.execute("COMMIT")
 
+    @contextmanager
+    def savepoint(self) -> Iterator[MemoryStore]:
+        """Inside ``transaction()``: writes that are undone alone if the block raises.
+
+        The importer stores each line of a batch under its own savepoint, so that a
+        line the database refuses costs that line only, not the batch around it.
+        """
+        if not self._depth:
+            raise RuntimeError("savepoint() needs an open transaction()")
+        self._con.execute("SAVEPOINT line")
+        try:
+            yield self
+        except BaseException:
+            self._con.execute("ROLLBACK TO line")
+            self._con.execute("RELEASE line")
+            raise
+        self._con.execute("RELEASE line")
+
     # -- writing ----------------------------------------------------------
 
     def _insert(self, table: str, key: str, values: Mapping[str, Any]) -> Recorded:
@@ -511,6 +555,7 @@ class MemoryStore:
     # -- corrections ------------------------------------------------------
 
     def _row(self, attempt_id: int) -> sqlite3.Row:
+        _row_id("attempt_id", attempt_id)
         row = self._con.execute("SELECT * FROM fix_attempts WHERE id = ?", (attempt_id,)).fetchone()
         if row is None:
             raise FixAttemptNotFoundError(f"fix attempt {attempt_id} does not exist in {self.path}")
@@ -601,6 +646,7 @@ class MemoryStore:
         sql = "SELECT * FROM fix_attempt_corrections"
         params: list[Any] = []
         if attempt_id is not None:
+            _row_id("attempt_id", attempt_id)
             sql += " WHERE fix_attempt_id = ?"
             params.append(attempt_id)
         rows = self._con.execute(sql + " ORDER BY id", params).fetchall()
@@ -611,6 +657,7 @@ class MemoryStore:
     def get_fix_attempt(
         self, attempt_id: int, *, include_deleted: bool = False
     ) -> StoredFixAttempt | None:
+        _row_id("attempt_id", attempt_id)
         row = self._con.execute("SELECT * FROM fix_attempts WHERE id = ?", (attempt_id,)).fetchone()
         if row is None or (row["deleted"] and not include_deleted):
             return None
@@ -676,6 +723,8 @@ class MemoryStore:
     ) -> list[StoredFeedback]:
         where: list[str] = []
         params: list[Any] = []
+        if fix_attempt_id is not None:
+            _row_id("fix_attempt_id", fix_attempt_id)
         for column, value in (
             ("recommendation_id", recommendation_id),
             ("fix_attempt_id", fix_attempt_id),
@@ -739,6 +788,7 @@ class MemoryStore:
         """
         if table not in READABLE_TABLES:
             raise ValueError(f"table: {table!r} is not one of {', '.join(READABLE_TABLES)}")
+        _row_id("after_id", after_id, low=0)
         rows = self._con.execute(
             f"SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT ?", (after_id, _limit(limit))
         ).fetchall()
@@ -748,6 +798,8 @@ class MemoryStore:
         """Current rows for these ids, as stored (for re-reading corrected fix attempts)."""
         if table not in READABLE_TABLES:
             raise ValueError(f"table: {table!r} is not one of {', '.join(READABLE_TABLES)}")
+        for i in ids:
+            _row_id("ids", i)
         out: list[dict[str, Any]] = []
         for start in range(0, len(ids), 500):
             part = list(ids[start : start + 500])
@@ -773,7 +825,12 @@ class MemoryStore:
     # -- quarantine -------------------------------------------------------
 
     def quarantine_line(self, source: str, line_number: int, reason: str, raw: str) -> bool:
-        """Keep a rejected input line with the reason; False if it was already kept."""
+        """Keep a rejected input line with the reason; False if it was already kept.
+
+        Texts are made encodable first (lone surrogates escaped): a quarantine that
+        fails on the very text it is meant to keep would lose the line.
+        """
+        source, reason, raw = printable(source), printable(reason), printable(raw)
         key = hashlib.sha256(f"{source}\n{line_number}\n{raw}".encode()).hexdigest()
         with self.transaction():
             cur = self._con.execute(
@@ -790,7 +847,7 @@ class MemoryStore:
         params: list[Any] = []
         if source is not None:
             sql += " WHERE source = ?"
-            params.append(source)
+            params.append(printable(source))
         sql += " ORDER BY id LIMIT ?"
         return [dict(r) for r in self._con.execute(sql, [*params, _limit(limit)]).fetchall()]
 

@@ -49,17 +49,29 @@ def mcp_command(
     serve_http(server, port, token)
 
 
+def bearer_token_matches(header: bytes, token: str) -> bool:
+    """Whether an ``Authorization`` header value carries ``token`` as a bearer credential.
+
+    HTTP compares auth schemes case-insensitively (RFC 9110 11.1), so ``bearer`` and
+    ``BEARER`` are ``Bearer``; one or more spaces may separate scheme and token. The
+    token itself is compared exactly, in constant time.
+    """
+    scheme, _, credentials = header.strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return False
+    return hmac.compare_digest(credentials.strip(b" "), token.encode())
+
+
 def serve_http(server: Any, port: int, token: str) -> None:
     """Streamable HTTP at ``http://127.0.0.1:PORT/mcp``, every request checked for the token."""
     import uvicorn
 
     app = server.streamable_http_app()
-    expected = f"Bearer {token}".encode()
 
     async def guarded(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, expected):
+            if not bearer_token_matches(given, token):
                 await send(
                     {
                         "type": "http.response.start",

@@ -34,6 +34,12 @@ from pydantic import BaseModel, Field
 SERVER_NAME = "symbiotic"
 REFRESH_TIMEOUT_SECONDS = 1800
 _REPOSITORY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Dates a filter or a window may name. The floor is the Unix epoch (git has no
+# earlier history); the ceiling leaves room for the day after, so that window
+# arithmetic never leaves Python's calendar.
+EARLIEST_DATE = dt.date(1970, 1, 1)
+LATEST_DATE = dt.date(9999, 12, 30)
 
 INSTRUCTIONS = """\
 Symbiotic knows the git history of the configured repositories, the outcomes of past
@@ -82,10 +88,11 @@ def configured_repository(name: str) -> Any:
 
     if not _REPOSITORY_NAME.match(name):
         raise ToolError(
-            f"repository={name!r}: not a repository name (1-100 letters, digits, '_', '.', "
+            f"repository={shown(name)}: not a repository name (1-100 letters, digits, '_', '.', "
             "'-', starting with a letter or digit); pass the configured name, not a path"
         )
-    specs = load_settings().all_repositories()
+    with tool_errors():
+        specs = load_settings().all_repositories()
     for spec in specs:
         if spec.name == name:
             return spec
@@ -93,20 +100,56 @@ def configured_repository(name: str) -> Any:
     raise ToolError(f"repository={name!r}: unknown repository; configured: {known}")
 
 
+def shown(value: Any) -> str:
+    """A short, encodable repr of a client's value for an error text."""
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_text(name: str, value: str | list[str] | None) -> None:
+    """A tool error naming ``name`` when a text (or a list's item) is not valid Unicode.
+
+    The SDK's argument validation refuses a lone high surrogate (``"\\ud800"``) but
+    lets a lone low one (``"\\udc80"``) through; the tokenizer and SQLite cannot encode
+    it and would fail with a message that names no argument.
+    """
+    for item in [value] if isinstance(value, str) else value or ():
+        if _SURROGATE.search(item):
+            raise ToolError(
+                f"{name}={shown(item)}: contains a lone UTF-16 surrogate (not valid Unicode text)"
+            )
+
+
 def parse_date(name: str, value: str | None) -> dt.date | None:
-    """An ISO date (``2024-03-01``) or datetime; a tool error naming ``name`` otherwise."""
+    """An ISO date (``2024-03-01``) or datetime; a tool error naming ``name`` otherwise.
+
+    A datetime with an offset is read in UTC; dates outside 1970-01-01..9999-12-30 are
+    refused (``9999-12-31T23:00:00-01:00`` would overflow Python's calendar).
+    """
     if value is None:
         return None
     try:
         if len(value) == 10:
-            return dt.date.fromisoformat(value)
-        parsed = dt.datetime.fromisoformat(value)
+            day = dt.date.fromisoformat(value)
+        else:
+            parsed = dt.datetime.fromisoformat(value)
+            day = (parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed).date()
     except ValueError:
         raise ToolError(
-            f"{name}={value!r}: expected an ISO date such as 2024-03-01 "
+            f"{name}={shown(value)}: expected an ISO date such as 2024-03-01 "
             "(or a datetime such as 2024-03-01T12:00:00Z)"
         ) from None
-    return (parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed).date()
+    except OverflowError:
+        raise ToolError(
+            f"{name}={shown(value)}: outside the calendar once converted to UTC"
+        ) from None
+    if not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise ToolError(
+            f"{name}={shown(value)}: out of range; dates run from {EARLIEST_DATE} to {LATEST_DATE}"
+        )
+    return day
 
 
 def plain(value: Any) -> Any:
@@ -335,7 +378,9 @@ def semantic_search(
 
     for name in repositories or ():
         if not _REPOSITORY_NAME.match(name):
-            raise ToolError(f"repositories: {name!r} is not a repository name")
+            raise ToolError(f"repositories: {shown(name)} is not a repository name")
+    for name, texts in (("query", query), ("authors", authors), ("paths", paths)):
+        check_text(name, texts)
     parse_date("since", since)
     parse_date("until", until)
     with tool_errors():
@@ -358,7 +403,7 @@ def record_search_click(
     clicked_hash: Annotated[str, Field(description="Full or abbreviated hash of the commit.")],
     rank: Annotated[int, Field(ge=1, description="Its 1-based rank in the results.")],
     search_id: Annotated[
-        str | None, Field(description="The search_id semantic_search returned.")
+        str | None, Field(description="The search_id semantic_search returned.", max_length=100)
     ] = None,
 ) -> dict[str, Any]:
     """Record which search result was the one wanted; the ranker learns from clicks."""
@@ -392,11 +437,13 @@ def strategy_recommender(
     """
     from symbiotic_assets.events.models import normalize_issue_type
 
+    for name, text in (("message", message), ("file_path", file_path), ("stage", stage)):
+        check_text(name, text)
     with tool_errors():
         try:
             normalize_issue_type(issue_type)
         except ValueError as exc:
-            raise ToolError(f"issue_type={issue_type!r}: {exc}") from None
+            raise ToolError(f"issue_type={shown(issue_type)}: {exc}") from None
     issue = {
         k: v
         for k, v in {

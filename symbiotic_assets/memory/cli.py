@@ -13,11 +13,13 @@ The main CLI mounts these::
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape as rich_escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -28,7 +30,12 @@ from rich.progress import (
 from rich.table import Table
 
 from symbiotic_assets.events.importer import import_jsonl
-from symbiotic_assets.events.models import InvalidRecordError, MemoryRecord, validate_record
+from symbiotic_assets.events.models import (
+    InvalidRecordError,
+    MemoryRecord,
+    printable,
+    validate_record,
+)
 from symbiotic_assets.events.store import MemoryStore, MemoryStoreError
 
 record_app = typer.Typer(
@@ -62,8 +69,17 @@ TimestampOption = Annotated[
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the row id.")]
 
 
+def _text(value: object) -> str:
+    """Client text made safe to print: rich markup escaped, lone surrogates shown.
+
+    Values quoted in messages come from the input; ``[/x]`` in a field would be read
+    as markup (and crash rich), a lone surrogate would crash the terminal's encoder.
+    """
+    return rich_escape(printable(str(value)))
+
+
 def _fail(message: str) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {_text(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -85,12 +101,18 @@ def _record(kind: str, label: str, fields: dict[str, Any], store: Path | None, q
         _fail(str(exc))
         return
     with _open(store) as opened:
-        result = opened.record(record)
         path = opened.path
+        try:
+            result = opened.record(record)
+        except (ValueError, OverflowError, TypeError, sqlite3.Error) as exc:
+            # Validation passed, so this is the file (locked, read-only, full) or a
+            # value SQLite cannot hold: say which, without a traceback.
+            _fail(f"{path}: cannot store the {label}: {exc}")
+            return
     if quiet:
         console.print(result.id)
     elif result.created:
-        console.print(f"recorded {label} {result.id} in {path}", highlight=False)
+        console.print(f"recorded {label} {result.id} in {_text(path)}", highlight=False)
     else:
         console.print(
             f"{label} {result.id} was already recorded with this idempotency key; nothing written",
@@ -319,19 +341,19 @@ def import_command(
             transient=False,
         ) as progress,
     ):
-        task = progress.add_task(f"importing {file.name}", total=size or None)
+        task = progress.add_task(f"importing {_text(file.name)}", total=size or None)
         try:
             result = import_jsonl(
                 file, opened, on_progress=lambda done: progress.update(task, completed=done)
             )
-        except (OSError, MemoryStoreError) as exc:
+        except (OSError, MemoryStoreError, sqlite3.Error) as exc:
             _fail(f"{file}: {exc}")
             return
         progress.update(task, completed=size)
         path = opened.path
         examples = opened.list_quarantine(result.source, limit=10) if result.quarantined else []
 
-    table = Table(title=f"Imported {file.name} into {path}")
+    table = Table(title=f"Imported {_text(file.name)} into {_text(path)}")
     for column in ("read", "stored", "duplicates", "quarantined"):
         table.add_column(column, justify="right")
     table.add_row(
@@ -345,7 +367,7 @@ def import_command(
             highlight=False,
         )
         for row in examples:
-            console.print(f"  line {row['line_number']}: {row['reason']}", highlight=False)
+            console.print(f"  line {row['line_number']}: {_text(row['reason'])}", highlight=False)
         if strict:
             raise typer.Exit(code=1)
 
@@ -356,7 +378,9 @@ def recommend_command(
     file_path: Annotated[str | None, typer.Option(help="File the issue is in.")] = None,
     stage: Annotated[str | None, typer.Option(help="fast, comprehensive, or the tool.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    evidence: Annotated[int, typer.Option(help="Similar past attempts to show.", min=0)] = 5,
+    evidence: Annotated[
+        int, typer.Option(help="Similar past attempts to show (0-100).", min=0, max=100)
+    ] = 5,
 ) -> None:
     """Which agent and strategy fixed issues like this one, and how sure we are.
 
@@ -368,6 +392,11 @@ def recommend_command(
     from symbiotic_assets.memory.api import recommend_strategy
 
     issue = {"issue_type": issue_type, "message": message, "file_path": file_path, "stage": stage}
+    for option, value in issue.items():
+        if value is not None and printable(value) != value:
+            _fail(
+                f"--{option.replace('_', '-')}: contains a lone UTF-16 surrogate (not valid text)"
+            )
     try:
         rec = recommend_strategy(issue, max_evidence=max(evidence, 1))
     except ValueError as exc:
@@ -379,10 +408,10 @@ def recommend_command(
         typer.echo(json.dumps(data, indent=2))
         return
     if rec.status != "ok":
-        console.print(f"[yellow]{rec.reason}[/yellow]", highlight=False)
+        console.print(f"[yellow]{_text(rec.reason)}[/yellow]", highlight=False)
         return
     console.print(
-        f"[bold]{rec.agent_strategy}[/bold]  confidence {rec.confidence:.2f}  "
+        f"[bold]{_text(rec.agent_strategy)}[/bold]  confidence {rec.confidence:.2f}  "
         f"(recommendation id {rec.recommendation_id})",
         highlight=False,
     )
@@ -394,8 +423,8 @@ def recommend_command(
             table.add_row(
                 f"{e.similarity:.2f}",
                 "[green]succeeded[/green]" if e.success else "[red]failed[/red]",
-                f"{e.agent}:{e.strategy}",
+                _text(f"{e.agent}:{e.strategy}"),
                 e.timestamp[:16],
-                f"{e.issue_type}: {e.message[:60]}",
+                _text(f"{e.issue_type}: {e.message[:60]}"),
             )
         console.print(table)

@@ -8,20 +8,59 @@ Each search is recorded in the memory store (what was shown), so that a later
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
+err_console = Console(stderr=True)
+
+
+def _usage_error(message: str) -> typer.Exit:
+    """Print ``message`` to stderr and return the exit (status 2) for the caller to raise."""
+    text = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    err_console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def parse_when(option: str, value: str | None) -> datetime | None:
+    """``--since``/``--until`` as an aware UTC datetime; exit 2 naming the option otherwise.
+
+    Checked here, before the index is opened, so that a typo is reported as the
+    option's problem and an extreme value (``9999-12-31T23:00:00-01:00``) as out of
+    range rather than as an overflow deep in the filter code.
+    """
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise _usage_error(
+            f"{option} {value!r}: expected an ISO date such as 2024-03-01 "
+            "(or a datetime such as 2024-03-01T12:00:00Z)"
+        ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise _usage_error(
+            f"{option} {value!r}: outside the calendar once converted to UTC"
+        ) from None
 
 
 def search_command(
     query: Annotated[
         str, typer.Argument(help="What you are looking for, in words or identifiers.")
     ],
-    k: Annotated[int, typer.Option("--k", "-k", help="How many results.")] = 10,
+    k: Annotated[
+        int, typer.Option("--k", "-k", help="How many results (1-1000).", min=1, max=1000)
+    ] = 10,
     repository: Annotated[
         list[str] | None, typer.Option("--repository", "-r", help="Only these repositories.")
     ] = None,
@@ -51,26 +90,30 @@ def search_command(
     from symbiotic_assets.search.api import record_click, record_search, semantic_search
     from symbiotic_assets.search.index import IndexNotPublishedError
 
+    if re.search(r"[\ud800-\udfff]", query):
+        raise _usage_error("QUERY: contains bytes that are not valid UTF-8")
+    if not query.strip():
+        raise _usage_error("QUERY: must not be empty")
+    after, before = parse_when("--since", since), parse_when("--until", until)
+    if click is not None and click < 1:
+        raise _usage_error(f"--click {click}: result numbers start at 1")
     try:
         results = semantic_search(
             query,
             k=k,
             repositories=repository or None,
             authors=author or None,
-            since=since,
-            until=until,
+            since=after,
+            until=before,
             paths=path or None,
             include_merges=include_merges,
         )
     except IndexNotPublishedError as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        raise _usage_error(str(exc)) from None
     except (ValueError, TypeError) as exc:
-        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        raise _usage_error(str(exc)) from None
     if click is not None and not 1 <= click <= len(results):
-        console.print(f"[red]error:[/red] --click {click}: there are {len(results)} results")
-        raise typer.Exit(code=2)
+        raise _usage_error(f"--click {click}: there are {len(results)} results")
     search_id = None
     if record and results:
         try:
@@ -88,9 +131,9 @@ def search_command(
         typer.echo(json.dumps(payload, indent=2))
         return
     if not results:
-        console.print(f"no commits match {query!r} with these filters")
+        console.print(f"no commits match {escape(repr(query))} with these filters")
         return
-    table = Table(title=f"Commits for {query!r}")
+    table = Table(title=f"Commits for {escape(repr(query))}")
     for col, kw in (
         ("#", {"justify": "right"}),
         ("hash", {"no_wrap": True}),
@@ -106,11 +149,11 @@ def search_command(
         table.add_row(
             str(r.rank),
             r.hash[:10],
-            r.repository,
+            escape(r.repository),
             r.date[:10],
-            r.author,
-            r.subject,
+            escape(r.author),
+            escape(r.subject),
             f"{r.score:.2f}",
-            r.why,
+            escape(r.why),
         )
     console.print(table)
