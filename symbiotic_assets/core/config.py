@@ -139,6 +139,18 @@ def _reject_bool(value: Any) -> Any:
 Count = Annotated[int, BeforeValidator(_reject_bool), Field(ge=0)]
 
 
+def _check_local(value: str) -> str:
+    """A field validator's body: refuse remotes and a ``~user`` that does not exist."""
+    problem = remote_problem(value)
+    if problem:
+        raise ValueError(problem)
+    try:
+        Path(value).expanduser()
+    except RuntimeError:
+        raise ValueError(f"{value!r}: cannot expand '~': no such user") from None
+    return value
+
+
 def remote_problem(raw: str) -> str | None:
     """Why ``raw`` is not a local path (a URL, a transport helper, an option), or None.
 
@@ -172,10 +184,7 @@ class RepositoryEntry(_Entry):
     @field_validator("path")
     @classmethod
     def _local_only(cls, value: str) -> str:
-        problem = remote_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return _check_local(value)
 
     @field_validator("name")
     @classmethod
@@ -196,10 +205,7 @@ class ScanEntry(_Entry):
     @field_validator("path")
     @classmethod
     def _local_only(cls, value: str) -> str:
-        problem = remote_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return _check_local(value)
 
 
 class SettingsBlock(_Entry):
@@ -319,6 +325,14 @@ class Environment(BaseModel):
     model_cache: str | None = None
 
 
+def _expand(raw: str) -> Path:
+    """``~`` expanded; left as written when it cannot be (``~nosuchuser``)."""
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:
+        return Path(raw)
+
+
 def read_environment(environ: Mapping[str, str] | None = None) -> Environment:
     """The environment overrides, from ``environ`` (default ``os.environ``).
 
@@ -333,7 +347,7 @@ def read_environment(environ: Mapping[str, str] | None = None) -> Environment:
 
     extra = env.get("SYMBIOTIC_REPOSITORIES", "")
     return Environment(
-        home=Path(value("SYMBIOTIC_HOME") or ".symbiotic").expanduser().resolve(),
+        home=_expand(value("SYMBIOTIC_HOME") or ".symbiotic").resolve(),
         config=value("SYMBIOTIC_CONFIG"),
         warehouse=value("SYMBIOTIC_WAREHOUSE"),
         repositories_text=extra,
@@ -549,7 +563,7 @@ def load_settings(
         env = env.model_copy(update={"home": Path(home).expanduser().resolve()})
     if config_file is None:
         if env.config:
-            config_file = Path(env.config).expanduser()
+            config_file = _expand(env.config)
             if not config_file.is_file():
                 raise ConfigError(f"SYMBIOTIC_CONFIG={env.config!r}: no such file")
         elif Path("symbiotic.yaml").is_file():

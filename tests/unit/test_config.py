@@ -82,6 +82,10 @@ def test_every_problem_is_listed_at_once(symbiotic_home: Path, tmp_path: Path):
         ("repositories:\n  - name: x\n", "repositories[0].path: required key missing"),
         ("repositories:\n  - path: a\n    name: 'a b'\n", "repositories[0].name: name 'a b' must"),
         ("settings: 3\n", "settings: expected a mapping, got 3"),
+        (
+            "scan:\n  - ~no-such-user-x/code\n",
+            "scan[0].path: '~no-such-user-x/code': cannot expand",
+        ),
     ],
 )
 def test_shapes_that_are_refused(symbiotic_home: Path, tmp_path: Path, text: str, expected: str):
