@@ -20,8 +20,12 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from symbiotic_assets.core.embedding import IssueEmbedder
 
 N_REPOSITORIES = 40
 
@@ -81,17 +85,33 @@ def base_set(repos: list[Path], base: int = 24_000, seed: int = 5) -> BaseSet:
     texts = list(dict.fromkeys(texts))[: base * 2 // 3]
     texts += issue_texts(max(1000, (base - len(texts)) * 3))[: base - len(texts)]
     embedder = IssueEmbedder()
-    key = hashlib.sha256(("\n".join(texts) + embedder.model_id).encode()).hexdigest()[:16]
-    cache = bench_dir() / f"vector-base-{key}.npy"
-    if cache.is_file():
-        vectors = np.load(cache)
-    else:
-        vectors = embedder.embed_many(texts, batch_size=64)
-        np.save(cache, vectors)
+    vectors = cached_embeddings(texts, embedder)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(texts))
     cut = len(texts) * 3 // 4
     return BaseSet(texts, vectors, np.sort(order[:cut]), np.sort(order[cut:]))
+
+
+def cached_embeddings(texts: list[str], embedder: IssueEmbedder) -> np.ndarray:
+    """Vectors of ``texts``; texts embedded by an earlier run come from the cache file.
+
+    The cache maps text hashes to vectors per model, so a checkout that gained
+    commits since the last run embeds only the new messages.
+    """
+    tag = hashlib.sha256(embedder.model_id.encode()).hexdigest()[:12]
+    cache = bench_dir() / f"vector-base-{tag}.npz"
+    keys = np.array([hashlib.sha256(t.encode()).hexdigest()[:24] for t in texts])
+    known: dict[str, np.ndarray] = {}
+    if cache.is_file():
+        with np.load(cache) as data:
+            known = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+    missing = [i for i, k in enumerate(keys.tolist()) if k not in known]
+    if missing:
+        fresh = embedder.embed_many([texts[i] for i in missing], batch_size=64)
+        for i, v in zip(missing, fresh, strict=True):
+            known[str(keys[i])] = v
+        np.savez(cache, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
+    return np.stack([known[k] for k in keys.tolist()]).astype(np.float32)
 
 
 def grow(base: BaseSet, n: int, seed: int = 0, chunk: int = 100_000) -> np.ndarray:

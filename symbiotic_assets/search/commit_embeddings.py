@@ -12,6 +12,7 @@ cached by content hash in ``search.embedding_cache`` (the embedder's
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -298,6 +299,12 @@ def vector_chunks(
         )
 
 
+def _without_trained_at(text: str) -> str:
+    doc = json.loads(text)
+    doc.pop("trained_at", None)
+    return json.dumps(doc, sort_keys=True)
+
+
 @dataclass(frozen=True)
 class PublishResult:
     version: str
@@ -330,8 +337,9 @@ def publish_from_warehouse(
         f"format-{FORMAT_VERSION}",
         model,
         corpus_fingerprint(con, model),
-        weights.to_json() if weights is not None else "",
-        clicks.to_json() if clicks is not None else "",
+        # the weights themselves, not when they were (re)trained: an unchanged retrain is no change
+        json.dumps([weights.weights, weights.source], sort_keys=True) if weights else "",
+        _without_trained_at(clicks.to_json()) if clicks is not None else "",
     ]
     fingerprint = hashlib.sha256("\n".join(parts).encode()).hexdigest()
     current = published_meta(root)

@@ -1,0 +1,146 @@
+"""core/vectors.py: the one faiss index of search and the recommender, on real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symbiotic_assets.core.vectors import (
+    VectorIndex,
+    exact_top,
+    load_index,
+    one_thread,
+    recall_at_k,
+    write_streamed,
+)
+
+
+def clustered(n: int, dim: int = 48, centres: int = 80, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, dim)).astype(np.float32)
+    rows = c[rng.integers(0, centres, n)] + 0.35 * rng.standard_normal((n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def rows() -> np.ndarray:
+    return clustered(30_000)
+
+
+@pytest.fixture(scope="module")
+def queries(rows: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(9)
+    q = rows[rng.integers(0, len(rows), 60)] + 0.1 * rng.standard_normal((60, rows.shape[1]))
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_ann_recall_at_the_depths_production_uses(rows, queries) -> None:
+    ann = VectorIndex.build(rows, approximate_above=10_000)
+    assert ann.kind == "ivf-sq8" and ann.ann.ntotal == len(rows)
+    assert recall_at_k(ann, rows, queries, k=10) >= 0.97
+    assert recall_at_k(ann, rows, queries, k=64) >= 0.95  # the recommender's neighbours
+    assert recall_at_k(ann, rows, queries, k=100) >= 0.95  # the ranker's candidates
+    ids, sims = ann.search(queries[0], 10)
+    # similarities are exact cosines of the returned rows, best first
+    assert np.allclose(sims, rows[ids] @ queries[0], atol=1e-5)
+    assert np.all(np.diff(sims) <= 0)
+
+
+def test_filter_returns_only_allowed_rows_and_matches_exact(rows, queries) -> None:
+    ann = VectorIndex.build(rows, approximate_above=10_000)
+    repo = np.random.default_rng(3).integers(0, 4, len(rows))
+    allowed = repo == 2  # a quarter: answered by faiss with a bitmap, not exactly
+    assert allowed.sum() > 5_000
+    for q in queries[:20]:
+        ids, _ = ann.search(q, 10, allowed)
+        assert len(ids) == 10 and allowed[ids].all()
+    assert recall_at_k(ann, rows, queries, k=10, allowed=allowed) >= 0.95
+    tiny = np.zeros(len(rows), dtype=bool)
+    tiny[[5, 17, 29_999]] = True  # selective: answered exactly over the allowed rows
+    ids, _ = ann.search(queries[0], 10, tiny)
+    assert sorted(ids.tolist()) == [5, 17, 29_999]
+    assert len(ann.search(queries[0], 10, np.zeros(len(rows), dtype=bool))[0]) == 0
+
+
+def test_save_opens_memory_mapped_and_answers_the_same(rows, queries, tmp_path) -> None:
+    ann = VectorIndex.build(rows, approximate_above=10_000)
+    folder = ann.save(tmp_path / "idx")
+    opened = load_index(folder)
+    assert isinstance(opened.vectors, np.memmap)
+    for q in queries[:10]:
+        a, sa = ann.search(q, 20)
+        b, sb = opened.search(q, 20)
+        assert np.array_equal(a, b) and np.allclose(sa, sb)
+
+
+def test_streamed_write_in_any_chunk_order_equals_a_whole_build(rows, tmp_path) -> None:
+    order = np.random.default_rng(1).permutation(len(rows))
+    chunks = [(ids, rows[ids]) for ids in np.array_split(order, 7)]
+    meta = write_streamed(
+        tmp_path / "s", chunks, len(rows), rows.shape[1], approximate_above=10_000
+    )
+    assert meta["kind"] == "ivf-sq8" and meta["rows"] == len(rows)
+    opened = load_index(tmp_path / "s")
+    assert np.array_equal(np.asarray(opened.vectors), rows)
+    assert recall_at_k(opened, rows, rows[:30], k=10) >= 0.97
+    with pytest.raises(ValueError, match="never arrived"):
+        write_streamed(tmp_path / "t", chunks[:-1], len(rows), rows.shape[1])
+    with pytest.raises(ValueError, match="repeated"):
+        write_streamed(tmp_path / "u", chunks + chunks[:1], len(rows), rows.shape[1])
+
+
+def test_small_sets_are_exact_and_errors_name_the_input(tmp_path) -> None:
+    small = clustered(500)
+    idx = VectorIndex.build(small)
+    assert idx.kind == "exact"
+    assert np.array_equal(idx.search(small[3], 5)[0], exact_top(small, small[3], 5)[0])
+    with pytest.raises(ValueError, match=r"vectors\[\d+\]: norm"):
+        VectorIndex.build(small * 3)
+    with pytest.raises(ValueError, match="query: 7 dimensions"):
+        idx.search(np.ones(7, dtype=np.float32), 3)
+    with pytest.raises(FileNotFoundError, match="not a saved vector index"):
+        load_index(tmp_path)
+
+
+def old_exact(folder: Path, rows: np.ndarray) -> None:
+    folder.mkdir(parents=True)
+    np.save(folder / "vectors.npy", rows)
+    meta = {"kind": "exact", "rows": len(rows), "dim": rows.shape[1]}
+    (folder / "index.json").write_text(json.dumps(meta))
+
+
+def old_ivf(folder: Path, rows: np.ndarray) -> None:
+    """The previous IVFIndex layout: rows grouped by list, ``ids`` maps them back."""
+    folder.mkdir(parents=True)
+    lists = np.argmax(rows @ rows[:8].T, axis=1)
+    order = np.argsort(lists, kind="stable")
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=8))])
+    np.save(folder / "vectors.npy", rows[order])
+    np.save(folder / "ids.npy", order.astype(np.int64))
+    np.save(folder / "centroids.npy", rows[:8])
+    np.save(folder / "offsets.npy", offsets.astype(np.int64))
+    meta = {"kind": "ivf", "rows": len(rows), "dim": rows.shape[1], "lists": 8, "n_probe": 3,
+            "max_scan": 20000}  # fmt: skip
+    (folder / "index.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("writer", [old_exact, old_ivf])
+def test_folders_of_the_previous_format_still_load(writer, tmp_path) -> None:
+    rows = clustered(2_000, seed=4)
+    writer(tmp_path / "old", rows)
+    opened = load_index(tmp_path / "old")
+    assert np.array_equal(np.asarray(opened.vectors), rows)  # row order restored
+    q = rows[11]
+    assert np.array_equal(opened.search(q, 10)[0], exact_top(rows, q, 10)[0])
+
+
+def test_one_thread_limits_faiss_and_restores_it() -> None:
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    with one_thread():
+        assert faiss.omp_get_max_threads() == 1
+    assert faiss.omp_get_max_threads() == before
