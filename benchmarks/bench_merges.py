@@ -5,7 +5,8 @@ The baseline is what the merges step used to do with one worker: one
 inherited environment (new trees sent to a scratch object directory). Ours is
 ``ScratchMerger`` as ``detect_merge_conflicts`` runs it: a scratch repository, a
 commit-graph, a bare environment, one worker per core (``--stdin`` batches where git
-has it). Baseline and ours take turns, round by round, so a machine whose load drifts
+has it; ``SYMBIOTIC_MERGE_GIT`` names another git for the re-merges, the baseline keeps
+the git on PATH). Baseline and ours take turns, round by round, so a machine whose load drifts
 slows both alike; the median round counts, wall and CPU (git children plus this
 process). Verdicts must be identical, merge by merge, or the run fails.
 
@@ -161,6 +162,8 @@ def run_ours(
     merger: ScratchMerger, pairs: Sequence[tuple[str, str]], workers: int
 ) -> list[Verdict]:
     """Judge ``pairs`` the way ``detect_merge_conflicts`` does (its pool and sharding)."""
+    if not pairs:
+        return []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         if merger.use_stdin:
             size = -(-len(pairs) // workers)
@@ -182,9 +185,7 @@ def bench_merges(repo_path: Path, *, limit: int | None = 1000, rounds: int = 3, 
     with scratch_repository(repo) as scratch, tempfile.TemporaryDirectory() as plain_objects:
         merger = ScratchMerger(scratch)
         graph = merger.write_commit_graph(sorted({p for pair in pairs for p in pair}))
-        method = ("stdin" if merger.use_stdin else "per-merge") + (
-            " + commit-graph" if graph else ""
-        )
+        method = merger.describe(graph)
         result = MergeBench(str(repo_path), len(pairs), n, method, rounds)
         env = _plain_env(str(repo.objects_dir()), Path(plain_objects))
         # warm the page cache for both

@@ -39,6 +39,7 @@ import pandas as pd
 from symbiotic_assets.core.config import RepositorySpec
 from symbiotic_assets.core.warehouse import connect, ensure_git_schema
 from symbiotic_assets.git.repository import (
+    MIN_GIT_VERSION,
     STDIN_MERGE_VERSION,
     GitRepository,
     git_environment,
@@ -47,6 +48,9 @@ from symbiotic_assets.git.repository import (
 )
 
 ProgressFn = Callable[[int], None]
+# A git used for re-merges only (an absolute path), when the one on PATH is older than
+# 2.42: ``merge-tree --stdin`` cuts the CPU per merge by an order of magnitude.
+MERGE_GIT_ENV = "SYMBIOTIC_MERGE_GIT"
 # Below this many merges to judge, walking the history once to write a commit-graph costs
 # more than it saves (an incremental run re-merges a handful).
 COMMIT_GRAPH_MIN_MERGES = 200
@@ -67,7 +71,7 @@ class MergeResult:
     parent_missing: int = 0
     errors: int = 0
     seconds: float = 0.0
-    method: str = ""  # how git was run: "per-merge" or "stdin", and whether a commit-graph helped
+    method: str = ""  # how git was run (ScratchMerger.describe)
 
     @property
     def merges_per_second(self) -> float:
@@ -82,23 +86,34 @@ class MergeResult:
 class ScratchMerger:
     """Re-merges pairs of commits inside a scratch repository (see the module docstring)."""
 
-    def __init__(self, scratch: Path, *, use_stdin: bool | None = None):
+    def __init__(
+        self, scratch: Path, *, use_stdin: bool | None = None, executable: str | None = None
+    ):
         self.scratch = scratch
+        self.executable = executable or merge_git()
         # GIT_DIR: no repository discovery, and nothing but the scratch repository is read.
         self.env = git_environment(GIT_DIR=str(scratch))
-        self.use_stdin = git_version() >= STDIN_MERGE_VERSION if use_stdin is None else use_stdin
+        if use_stdin is None:
+            use_stdin = git_version(self.executable) >= STDIN_MERGE_VERSION
+        self.use_stdin = use_stdin
 
     def _git(
         self, args: Sequence[str], stdin: IO[bytes] | None = None
     ) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
-            ["git", *args],
+            [self.executable, *args],
             cwd=self.scratch,
             env=self.env,
             stdin=subprocess.DEVNULL if stdin is None else stdin,
             capture_output=True,
             check=False,
         )
+
+    def describe(self, graph: bool) -> str:
+        """How merges run, for the asset's metadata and the benchmark."""
+        major, minor = git_version(self.executable)
+        how = "merge-tree --stdin" if self.use_stdin else "one merge-tree per merge"
+        return f"{how}{' + commit-graph' if graph else ''} (git {major}.{minor})"
 
     def write_commit_graph(self, commits: Sequence[str]) -> bool:
         """A commit-graph of everything reachable from ``commits``, in the scratch repository.
@@ -153,6 +168,26 @@ class ScratchMerger:
             if len(verdicts) < len(pairs):
                 verdicts.append(self.merge_one(*pairs[len(verdicts)]))
         return verdicts
+
+
+def merge_git() -> str:
+    """The git that re-merges: ``$SYMBIOTIC_MERGE_GIT`` if set, else the one on PATH.
+
+    The variable must be an absolute path to an executable git 2.38 or newer; anything else
+    is refused with the reason, rather than silently falling back.
+    """
+    chosen = os.environ.get(MERGE_GIT_ENV, "").strip()
+    if not chosen:
+        return "git"
+    path = Path(chosen)
+    if not path.is_absolute() or not path.is_file() or not os.access(path, os.X_OK):
+        raise RuntimeError(f"{MERGE_GIT_ENV}={chosen!r} is not an absolute path to an executable")
+    version = git_version(str(path))
+    if version < MIN_GIT_VERSION:
+        raise RuntimeError(
+            f"{MERGE_GIT_ENV}={chosen!r} is git {version[0]}.{version[1]}; re-merging needs 2.38+"
+        )
+    return str(path)
 
 
 def parse_stdin_output(out: bytes) -> list[tuple[bool, list[str]]]:
@@ -240,9 +275,7 @@ def detect_merge_conflicts(
             graph = merger.write_commit_graph(
                 sorted({p for _, ps, _ in two_parent for p in ps} & present)
             )
-        result.method = ("stdin" if merger.use_stdin else "per-merge") + (
-            " + commit-graph" if graph else ""
-        )
+        result.method = merger.describe(graph)
 
         def rows_for(items: Sequence[tuple[str, list[str], int]]) -> list[tuple]:
             """Rows for one worker's share, in order."""

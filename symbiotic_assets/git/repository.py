@@ -196,16 +196,21 @@ def git_command(args: Sequence[str]) -> list[str]:
     return ["git", "--no-pager", *_GIT_CONFIG, *args]
 
 
-@lru_cache(maxsize=1)
-def git_version() -> tuple[int, int]:
-    """(major, minor) of the git on PATH."""
-    proc = subprocess.run(
-        ["git", "version"], env=git_environment(), capture_output=True, check=False
-    )
+@lru_cache(maxsize=8)
+def git_version(executable: str = "git") -> tuple[int, int]:
+    """(major, minor) of ``executable`` (the git on PATH by default)."""
+    try:
+        proc = subprocess.run(
+            [executable, "version"], env=git_environment(), capture_output=True, check=False
+        )
+    except OSError as exc:
+        raise RuntimeError(f"cannot run git {executable!r}: {exc}") from None
     out = proc.stdout.decode(errors="replace")
-    match = re.search(r"(\d+)\.(\d+)", out)
+    match = re.search(r"git version (\d+)\.(\d+)", out)
     if proc.returncode != 0 or not match:
-        raise RuntimeError(f"cannot read the git version from {out!r} (status {proc.returncode})")
+        raise RuntimeError(
+            f"cannot read the git version of {executable!r} from {out!r} (status {proc.returncode})"
+        )
     return int(match.group(1)), int(match.group(2))
 
 

@@ -165,3 +165,25 @@ def test_damaged_clone_gets_unknown_verdict_then_retried(tmp_path: Path):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute(query, [m2]).fetchall() == [("conflict", True, None)]
         assert con.execute("SELECT count(*) FROM git.merges").fetchone() == (2,)
+
+
+def test_merge_git_variable_is_checked(monkeypatch: pytest.MonkeyPatch, repos: dict[str, Path]):
+    """``SYMBIOTIC_MERGE_GIT`` picks the git that re-merges; a bad value is refused by name."""
+    import shutil
+
+    from symbiotic_assets.git.merges import MERGE_GIT_ENV, merge_git
+
+    monkeypatch.setenv(MERGE_GIT_ENV, "git")
+    with pytest.raises(RuntimeError, match="SYMBIOTIC_MERGE_GIT='git' is not an absolute path"):
+        merge_git()
+    monkeypatch.setenv(MERGE_GIT_ENV, str(repos["standard"] / "README.md"))
+    with pytest.raises(RuntimeError, match="not an absolute path to an executable"):
+        merge_git()
+    system_git = shutil.which("git")
+    assert system_git
+    monkeypatch.setenv(MERGE_GIT_ENV, system_git)
+    assert merge_git() == system_git
+    with scratch_repository(GitRepository.open("standard", repos["standard"])) as scratch:
+        merger = ScratchMerger(scratch)
+        assert merger.executable == system_git
+        assert "git 2." in merger.describe(False)
