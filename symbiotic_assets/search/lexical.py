@@ -5,6 +5,15 @@ Each cell holds the BM25 term-frequency part for (document, term),
 columns of the query's terms by their idf and summing gives the classic Okapi
 BM25 score (Robertson-Sparck Jones idf with the +1 that keeps it positive). The
 matrix is kept in CSC form because a query touches a handful of columns.
+
+Top-k does not sum every posting: each term's postings are also stored in
+impact order (largest weight first, ``impact_docs``/``impact_weights``), and
+``top`` reads the head of each list, scores the documents seen exactly (binary
+search in the doc-ordered columns) and stops as soon as the k-th best score
+beats the most any unseen document could still reach (the sum of the next
+impact of every list: Fagin's threshold algorithm). A common term in a million
+commits no longer costs a pass over its hundreds of thousands of postings. The
+scores are the same numbers the exhaustive sum gives (tests compare them).
 """
 
 from __future__ import annotations
@@ -30,6 +39,12 @@ class BM25Index:
     vocabulary: dict[str, int]
     k1: float = DEFAULT_K1
     b: float = DEFAULT_B
+    impact_docs: np.ndarray | None = None  # per column, doc ids by weight, largest first
+    impact_weights: np.ndarray | None = None  # the matching weights (without idf)
+
+    def __post_init__(self) -> None:
+        if self.impact_docs is None or self.impact_weights is None:
+            self.impact_docs, self.impact_weights = impact_order(self.weights)
 
     @property
     def n_docs(self) -> int:
@@ -153,18 +168,55 @@ class BM25Index:
     def top(
         self, terms: Sequence[str], n: int, mask: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Best ``n`` documents (ids, scores), best first; ``mask`` keeps only allowed documents."""
+        """Best ``n`` documents (ids, scores), best first (ties: smaller id); ``mask`` filters.
+
+        Reads only the heads of the terms' impact-ordered postings (see the module
+        docstring); falls back to the exhaustive sum when the lists are short.
+        """
+        if n <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        ids = self.term_ids(terms)
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        indptr = self.weights.indptr
+        lengths = [int(indptr[j + 1] - indptr[j]) for j in ids]
+        depth = max(4 * n, 256)
+        if sum(lengths) <= 2 * depth * len(ids):  # short lists: summing them all is cheaper
+            return self.top_exhaustive(terms, n, mask)
+        assert self.impact_docs is not None and self.impact_weights is not None
+        while True:
+            heads = [
+                self.impact_docs[indptr[j] : indptr[j] + min(depth, m)]
+                for j, m in zip(ids, lengths, strict=True)
+            ]
+            cand = np.unique(np.concatenate(heads)).astype(np.int64)
+            if mask is not None:
+                cand = cand[mask[cand]]
+            bound = sum(
+                float(self.impact_weights[indptr[j] + depth]) * float(self.idf[j])
+                for j, m in zip(ids, lengths, strict=True)
+                if depth < m
+            )
+            done = all(depth >= m for m in lengths)
+            if len(cand) >= n or done:
+                scores, _ = self._score_columns(cand, ids)
+                keep = scores > 0
+                cand, scores = cand[keep], scores[keep]
+                if done or (len(cand) >= n and np.partition(-scores, n - 1)[n - 1] < -bound):
+                    return _best(cand, scores, n)
+            depth *= 4
+
+    def top_exhaustive(
+        self, terms: Sequence[str], n: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``top`` by summing every posting of the terms (the reference ``top`` must equal)."""
         if n <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         docs, scores = self.score(terms)
         if mask is not None and len(docs):
             keep = mask[docs]
             docs, scores = docs[keep], scores[keep]
-        if len(docs) > n:
-            part = np.argpartition(-scores, n - 1)[:n]
-            docs, scores = docs[part], scores[part]
-        order = np.lexsort((docs, -scores))
-        return docs[order], scores[order]
+        return _best(docs, scores, n)
 
     def matched_terms(self, doc_ids: np.ndarray, terms: Sequence[str]) -> np.ndarray:
         """Boolean (len(doc_ids), len(terms)): which query terms each document contains."""
@@ -185,19 +237,67 @@ class BM25Index:
 
     # -- files ----------------------------------------------------------------
     def save(self, folder: Path, prefix: str = "bm25") -> None:
-        sp.save_npz(folder / f"{prefix}_weights.npz", self.weights, compressed=False)
-        np.save(folder / f"{prefix}_idf.npy", self.idf)
+        """Plain ``.npy`` arrays (opened memory-mapped by ``load``) and the vocabulary as JSON."""
+        arrays = {
+            "indptr": self.weights.indptr,
+            "indices": self.weights.indices,
+            "data": self.weights.data,
+            "impact_docs": self.impact_docs,
+            "impact_weights": self.impact_weights,
+            "idf": self.idf,
+        }
+        for name, arr in arrays.items():
+            np.save(folder / f"{prefix}_{name}.npy", arr)
         terms = [""] * len(self.vocabulary)
         for t, j in self.vocabulary.items():
             terms[j] = t
-        meta = {"k1": self.k1, "b": self.b, "terms": terms}
+        meta = {"k1": self.k1, "b": self.b, "terms": terms, "shape": list(self.weights.shape)}
         (folder / f"{prefix}_vocabulary.json").write_text(json.dumps(meta), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path, prefix: str = "bm25") -> BM25Index:
-        weights = sp.load_npz(folder / f"{prefix}_weights.npz").tocsc()
-        weights.sort_indices()
+        """Open what ``save`` wrote, memory-mapped; a previous ``.npz`` layout still loads."""
         idf = np.load(folder / f"{prefix}_idf.npy")
         meta = json.loads((folder / f"{prefix}_vocabulary.json").read_text(encoding="utf-8"))
         vocabulary = {t: j for j, t in enumerate(meta["terms"])}
-        return cls(weights=weights, idf=idf, vocabulary=vocabulary, k1=meta["k1"], b=meta["b"])
+        impact: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+        if (folder / f"{prefix}_indptr.npy").is_file():
+
+            def arr(name: str) -> np.ndarray:
+                return np.load(folder / f"{prefix}_{name}.npy", mmap_mode="r")
+
+            weights = sp.csc_matrix(
+                (arr("data"), arr("indices"), arr("indptr")),
+                shape=tuple(meta["shape"]),
+                copy=False,
+            )
+            weights.has_sorted_indices = True  # written sorted; checking would read them all
+            impact = (arr("impact_docs"), arr("impact_weights"))
+        else:  # previous layout: one .npz, impact order computed here
+            weights = sp.load_npz(folder / f"{prefix}_weights.npz").tocsc()
+            weights.sort_indices()
+        return cls(
+            weights=weights,
+            idf=idf,
+            vocabulary=vocabulary,
+            k1=meta["k1"],
+            b=meta["b"],
+            impact_docs=impact[0],
+            impact_weights=impact[1],
+        )
+
+
+def impact_order(weights: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's postings by weight, largest first (ties by doc id), as flat arrays."""
+    cols = np.repeat(np.arange(weights.shape[1], dtype=np.int64), np.diff(weights.indptr))
+    order = np.lexsort((weights.indices, -weights.data, cols))
+    return (
+        np.ascontiguousarray(weights.indices[order], dtype=np.int32),
+        np.ascontiguousarray(weights.data[order], dtype=np.float32),
+    )
+
+
+def _best(docs: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best (docs, scores), best first, ties by smaller doc id."""
+    order = np.lexsort((docs, -scores))[:n]
+    return docs[order].astype(np.int64), scores[order].astype(np.float32)

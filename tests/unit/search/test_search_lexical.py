@@ -64,3 +64,55 @@ def test_save_and_load_round_trip(tmp_path):
 def test_invalid_parameters_are_named():
     with pytest.raises(ValueError, match="b=2"):
         BM25Index.build(DOCS, b=2)
+
+
+def test_top_reads_impact_heads_and_equals_the_exhaustive_sum():
+    """Impact-ordered top-k gives the exhaustive BM25 top-k: same docs, same scores."""
+    import random
+
+    rng = random.Random(7)
+    words = [f"w{i}" for i in range(300)]
+    common = ["fix", "add", "test", "update"]
+    docs = [
+        rng.choices(common, k=rng.randint(1, 3)) + rng.choices(words, k=rng.randint(2, 12))
+        for _ in range(20_000)
+    ]
+    index = BM25Index.build(docs)
+    mask = np.random.default_rng(1).random(len(docs)) < 0.1
+    queries = [
+        ["fix"],
+        ["fix", "add"],
+        ["fix", "w3"],
+        ["w1", "w2", "test"],
+        ["update", "add", "fix"],
+    ]
+    for terms in queries:
+        for n in (1, 10, 100):
+            for m in (None, mask):
+                got = index.top(terms, n, m)
+                want = index.top_exhaustive(terms, n, m)
+                assert np.array_equal(got[1], want[1]), (terms, n)  # identical scores
+                assert np.array_equal(got[0], want[0]), (terms, n)  # ties broken alike
+                dense = index.dense_scores(terms)
+                assert np.allclose(got[1], dense[got[0]])
+                if m is not None:
+                    assert m[got[0]].all()
+
+
+def mapped(array: np.ndarray) -> bool:
+    import mmap
+
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    return base is not None
+
+
+def test_saved_index_opens_memory_mapped_and_ranks_the_same(tmp_path):
+    index = BM25Index.build(DOCS * 50)
+    index.save(tmp_path)
+    again = BM25Index.load(tmp_path)
+    assert mapped(again.weights.data) and mapped(again.impact_docs)  # no copy at open
+    for terms in (["retry"], ["retry", "backoff"], ["color", "timeout"]):
+        assert np.array_equal(index.top(terms, 5)[0], again.top(terms, 5)[0])
+        assert np.array_equal(index.top(terms, 5)[1], again.top(terms, 5)[1])
