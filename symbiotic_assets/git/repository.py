@@ -508,7 +508,9 @@ def scratch_repository(repo: GitRepository) -> Iterator[Path]:
         info = scratch / "objects" / "info"
         info.mkdir(parents=True, exist_ok=True)
         (info / "alternates").write_text(f"{objects}\n")
-        shallow = repo.git_dir / "shallow"
+        shallow = Path(
+            repo.text(["rev-parse", "--path-format=absolute", "--git-path", "shallow"]).strip()
+        )
         if shallow.is_file():
             shutil.copyfile(shallow, scratch / "shallow")
         yield scratch
