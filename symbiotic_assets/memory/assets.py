@@ -275,6 +275,36 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(row[0]) if row else 0
 
 
+INPUT_FINGERPRINT = "input_fingerprint"
+
+
+def _learning_inputs(con: Any, model_id: str) -> str:
+    """Counts and high-water marks of everything learning reads: equal means same result."""
+    import hashlib
+
+    row = con.execute(
+        """
+        SELECT (SELECT count(*) FROM memory.fix_attempts), (SELECT max(id) FROM memory.fix_attempts),
+               (SELECT max(updated_at) FROM memory.fix_attempts),
+               (SELECT count(*) FILTER (WHERE deleted) FROM memory.fix_attempts),
+               (SELECT count(*) FROM memory.recommendation_feedback),
+               (SELECT max(id) FROM memory.recommendation_feedback),
+               (SELECT count(*) FROM memory.fix_attempt_embeddings WHERE model = $m),
+               (SELECT max(embedded_at) FROM memory.fix_attempt_embeddings WHERE model = $m)
+        """,
+        {"m": model_id},
+    ).fetchone()
+    return hashlib.sha256(f"{model_id}\0{row!r}".encode()).hexdigest()
+
+
+def _last_fingerprint(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str | None:
+    """The input fingerprint the asset's last materialization recorded, if any."""
+    event = context.instance.get_latest_materialization_event(key)
+    mat = event.asset_materialization if event is not None else None
+    value = mat.metadata.get(INPUT_FINGERPRINT) if mat is not None else None
+    return str(value.value) if value is not None else None
+
+
 @dg.asset(
     key=STRATEGY_WEIGHTS,
     deps=[FIX_ATTEMPT_EMBEDDINGS, FEEDBACK],
@@ -289,6 +319,8 @@ def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
 def strategy_weights(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedder: EmbedderResource
 ) -> dg.MaterializeResult:
+    import datetime as dt
+
     from symbiotic_assets.memory.learning import (
         LearnedState,
         feedback_stats,
@@ -299,8 +331,19 @@ def strategy_weights(
     model_id = embedder.get_embedder().model_id
     with warehouse.connect() as con:
         _ensure_learning_schema(con)
-        rows, vectors = _read_history(con, model_id)
+        # Recency weights move with the day, so a day without new outcomes still trains once.
+        fingerprint = f"{_learning_inputs(con, model_id)}:{dt.datetime.now(dt.UTC).date()}"
         previous_json = _latest_state(con)
+        if previous_json and _last_fingerprint(context, STRATEGY_WEIGHTS) == fingerprint:
+            context.log.info("no new attempt, correction, vector or feedback today: state kept")
+            return dg.MaterializeResult(
+                metadata={
+                    "skipped": True,
+                    INPUT_FINGERPRINT: fingerprint,
+                    "version": LearnedState.from_json(previous_json).version,
+                }
+            )
+        rows, vectors = _read_history(con, model_id)
         cur = con.execute(
             "SELECT agent, strategy, shown, followed, outcome FROM memory.recommendation_feedback"
         )
@@ -348,6 +391,8 @@ def strategy_weights(
             "last_attempt_id": learned.last_attempt_id,
             "feedback_candidates": len(feedback),
             "weights": dg.MetadataValue.md(table),
+            "skipped": False,
+            INPUT_FINGERPRINT: fingerprint,
         }
     )
 
@@ -364,16 +409,35 @@ def recommender_index(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedder: EmbedderResource
 ) -> dg.MaterializeResult:
     from symbiotic_assets.memory.learning import LearnedState
-    from symbiotic_assets.memory.serving import publish
+    from symbiotic_assets.memory.serving import (
+        RecommenderNotPublishedError,
+        current_version,
+        publish,
+    )
 
     model_id = embedder.get_embedder().model_id
+    root = recommender_root()
     with warehouse.connect() as con:
         _ensure_learning_schema(con)
-        rows, vectors = _read_history(con, model_id)
         state_json = _latest_state(con)
+        state_row = con.execute("SELECT max(version) FROM memory.recommender_state").fetchone()
+        fingerprint = (
+            f"{_learning_inputs(con, model_id)}:state={state_row[0] if state_row else None}"
+        )
+        if _last_fingerprint(context, RECOMMENDER_INDEX) == fingerprint:
+            try:
+                published = current_version(root)
+            except RecommenderNotPublishedError:
+                published = ""
+            if published:
+                context.log.info(f"attempts, vectors and state unchanged: {published} stays")
+                return dg.MaterializeResult(
+                    metadata={"skipped": True, INPUT_FINGERPRINT: fingerprint,
+                              "version": published, "path": str(root)}
+                )  # fmt: skip
+        rows, vectors = _read_history(con, model_id)
     learned = LearnedState.from_json(state_json) if state_json else LearnedState(model=model_id)
     learned.model = model_id
-    root = recommender_root()
     version = publish(
         root,
         vectors=vectors,
@@ -398,5 +462,7 @@ def recommender_index(
             "model": model_id,
             "index": "exact" if len(rows) <= 200_000 else "ivf",
             "path": str(root),
+            "skipped": False,
+            INPUT_FINGERPRINT: fingerprint,
         }
     )

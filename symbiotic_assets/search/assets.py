@@ -74,6 +74,8 @@ def commit_embeddings(
             "new_vectors": result.embedded,
             "model_calls": result.model_calls,
             "vectors": result.total,
+            # nothing was pending: no model call, no write (a no-op refresh of the partition)
+            "skipped": result.pending == 0,
         }
     )
     n_bad = int(bad[0]) if bad else 0
