@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(SYMBIOTIC_HOME)/dagster
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install run test test-fast dev bench bench-git bench-embedding bench-recommend bench-search eval eval-search lint clean dbt-manifest dashboards browser
+.PHONY: install run test test-fast dev bench bench-git bench-many-repos bench-embedding bench-recommend bench-search eval eval-search lint clean dbt-manifest dashboards browser
 
 # torch first, pinned to the CPU build: an unpinned torch pulled by sentence-transformers
 # would bring a multi-GB CUDA build (see DEVELOPERS.md).
@@ -53,12 +53,17 @@ dev: install dbt-manifest
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 ## bench: every speed benchmark; each prints ratios against a baseline measured in the same run
-bench: bench-git bench-embedding bench-recommend bench-search
+bench: bench-git bench-embedding bench-recommend bench-search bench-many-repos
 
 ## bench-git: extraction throughput vs plain git log, conflict detection, no-op refresh
 bench-git: install
 	mkdir -p $(SYMBIOTIC_HOME)/bench
 	$(BIN)/python -m benchmarks.bench_git --commits 50000 --repeat 3 --json $(SYMBIOTIC_HOME)/bench/git.json
+
+## bench-many-repos: marginal cost per repository of symbiotic run (first and no-op) vs git log
+# on clones of this repository (SOURCE=path clones another)
+bench-many-repos: install
+	$(BIN)/python -m benchmarks.bench_many_repos --sizes 2 8 $(if $(SOURCE),--source $(SOURCE)) --json $(SYMBIOTIC_HOME)/bench/many-repos.json
 
 ## bench-embedding: single-issue p50/p95 and batch texts/s, ONNX variants vs sentence-transformers
 bench-embedding: install
