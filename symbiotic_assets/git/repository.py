@@ -124,17 +124,25 @@ def _global_config() -> str:
     what we read from one machine to the next.
     """
     env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"}
-    for key in ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM"):
+    for key in ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
+                "GIT_CONFIG_NOSYSTEM"):  # fmt: skip
         if key in os.environ:
             env[key] = os.environ[key]
-    proc = subprocess.run(
-        ["git", "config", "--get-all", "safe.directory"],
-        cwd=os.path.abspath(os.sep),
-        env=env,
-        capture_output=True,
-        check=False,
-    )
-    entries = [line for line in proc.stdout.decode(errors="replace").splitlines() if line]
+    out = b""
+    for scope in ("--system", "--global"):  # never a repository's own config
+        out += subprocess.run(
+            ["git", "config", scope, "--includes", "--get-all", "safe.directory"],
+            cwd=os.path.abspath(os.sep),
+            env=env,
+            capture_output=True,
+            check=False,
+        ).stdout
+    entries: list[str] = []
+    for line in out.decode(errors="replace").splitlines():
+        if line:
+            entries.append(line)
+        else:  # an empty value resets the list, as git reads it
+            entries.clear()
     if not entries:
         return os.devnull
     target = _private_home() / "gitconfig"

@@ -9,6 +9,7 @@ trigger the trap, and the marker must appear: a trap that never fires proves not
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -268,3 +269,31 @@ def test_partial_clone_missing_object_is_not_fetched(history: Path, tmp_path: Pa
 
     plain_git(builder.path, builder, ["log", "--numstat", "-1", "main~1"])
     assert marker.exists(), "plain git log did not try the promisor remote: the trap is not armed"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to chown")
+def test_safe_directory_of_the_operator_still_applies(
+    history: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """git sees no global config of the operator but their ``safe.directory`` entries: a
+    clone owned by someone else is refused, unless the operator allowed it."""
+    from symbiotic_assets.git import repository
+
+    target = tmp_path / "theirs"
+    shutil.copytree(history, target, symlinks=True)
+    subprocess.run(["chown", "-R", "65534:65534", str(target)], check=True)
+    operator = tmp_path / "operator.gitconfig"
+    operator.write_text("[user]\n\tname = Operator\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(operator))
+    repository._global_config.cache_clear()
+    try:
+        with pytest.raises(RepositoryError, match="dubious ownership"):
+            GitRepository.open("theirs", target)
+        operator.write_text(f"[safe]\n\tdirectory = {target}\n[core]\n\tfsmonitor = true\n")
+        repository._global_config.cache_clear()
+        repo = GitRepository.open("theirs", target)
+        assert repo.text(["rev-list", "--count", "main"]).strip() == "7"
+        carried = Path(repository._global_config()).read_text()
+        assert str(target) in carried and "fsmonitor" not in carried
+    finally:
+        repository._global_config.cache_clear()
