@@ -91,10 +91,14 @@ def _line_problem(problem: str) -> InvalidRecordError:
     return InvalidRecordError("line", [("(line)", problem)])
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _object_checking_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for key, _ in pairs:
         if printable(key) != key:
             raise _Refused(f"key {printable(repr(key))} is not valid Unicode text")
+    return _object(pairs)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     data = dict(pairs)
     if len(data) != len(pairs):
         seen: set[str] = set()
@@ -132,8 +136,11 @@ def _too_deep(value: Any) -> bool:
 
 
 def _load_json(text: str) -> Any:
+    # Only a \uD800-\uDFFF escape can put a surrogate into a key: look for one only then.
+    escapes = "\\ud" in text or "\\uD" in text
+    hook = _object_checking_keys if escapes else _object
     try:
-        return json.loads(text, object_pairs_hook=_object, parse_int=_integer, parse_float=_decimal)
+        return json.loads(text, object_pairs_hook=hook, parse_int=_integer, parse_float=_decimal)
     except json.JSONDecodeError as exc:
         raise _line_problem(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     except _Refused as exc:

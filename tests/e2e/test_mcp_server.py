@@ -8,6 +8,15 @@ the tests then check one tool each.
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,6 +128,28 @@ CALLS: list[tuple[str, str, dict]] = [
         "feedback_conf",
         "record_recommendation_feedback",
         {"recommendation_id": "r-e2e-3", "confidence": 1.5},
+    ),
+    # values that crashed the tools with a bare "Error executing tool X" before
+    (
+        "attempt_year_1",
+        "record_fix_attempt",
+        {**GOOD_ATTEMPT, "timestamp": "0001-01-01T00:00:00+01:00", "idempotency_key": None},
+    ),
+    (
+        "feedback_huge_id",
+        "record_recommendation_feedback",
+        {"recommendation_id": "r-e2e-4", "fix_attempt_id": 10**20},
+    ),
+    (
+        "search_since_9999",
+        "semantic_search",
+        {"query": RETRY_QUERY, "since": "9999-12-31T23:59:59-01:00"},
+    ),
+    ("cross_as_of_9999", "cross_project_analytics", {"days_back": 30, "as_of": "9999-12-31"}),
+    (
+        "click_huge_rank",
+        "record_search_click",
+        {"query": "q", "clicked_hash": "ab12", "rank": 10**20},
     ),
 ]
 
@@ -293,3 +324,84 @@ def test_refresh_extracts_new_commits_then_answers(eco: Ecosystem, answers: dict
     m = ok(out, "refresh")
     assert m["refresh"]["ran"] is True
     assert m["commits"] == 8 and m["daily"][-1]["commit_date"] == "2024-03-25"
+
+
+def test_hostile_values_are_refusals_that_name_the_argument(answers: dict[str, Any]) -> None:
+    year_1 = error(answers, "attempt_year_1")
+    assert "fix_attempt.timestamp: is outside the calendar once converted to UTC" in year_1
+    huge = error(answers, "feedback_huge_id")
+    assert (
+        "feedback.fix_attempt_id: Input should be less than or equal to 9223372036854775807" in huge
+    )
+    since = error(answers, "search_since_9999")
+    assert "since='9999-12-31T23:59:59-01:00': outside the calendar" in since
+    assert "as_of='9999-12-31': out of range" in error(answers, "cross_as_of_9999")
+    assert "search_click.rank: Input should be less than or equal to 10000" in error(
+        answers, "click_huge_rank"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_http_bearer_scheme_is_case_insensitive(tmp_path: Path) -> None:
+    """The real `symbiotic mcp --http`: 'bearer', 'BEARER' and 'Bearer' pass; a wrong token does not."""
+    token = "e2e-token-0123456789abcdef"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SYMBIOTIC_", "DAGSTER_"))}
+    env |= {"SYMBIOTIC_HOME": str(tmp_path / "home"), "SYMBIOTIC_MCP_TOKEN": token}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "symbiotic_assets.mcp", "--http", "--port", str(port)],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "http.log").open("wb"),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/mcp"
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "e2e", "version": "1"},
+        },
+    }
+
+    def post(authorization: str | None) -> int:
+        headers = {
+            "accept": "application/json, text/event-stream",
+            "content-type": "application/json",
+        }
+        if authorization is not None:
+            headers["authorization"] = authorization
+        request = urllib.request.Request(
+            url, data=json.dumps(initialize).encode(), headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                post(None)
+                break
+            except urllib.error.URLError as exc:
+                assert not isinstance(exc, urllib.error.HTTPError), exc
+                assert server.poll() is None, (tmp_path / "http.log").read_text()
+                assert time.monotonic() < deadline, "the HTTP server did not start"
+                time.sleep(0.2)
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            assert post(f"{scheme} {token}") == 200, scheme
+        assert post(None) == 401
+        assert post(f"bearer {token[:-1]}") == 401
+        assert post(f"Basic {token}") == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
