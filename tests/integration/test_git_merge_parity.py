@@ -187,3 +187,29 @@ def test_merge_git_variable_is_checked(monkeypatch: pytest.MonkeyPatch, repos: d
         merger = ScratchMerger(scratch)
         assert merger.executable == system_git
         assert "git 2." in merger.describe(False)
+
+
+def test_sha256_and_shared_clones(tmp_path: Path):
+    """The scratch repository takes the object format of the repository, and follows the
+    repository's own alternates (a ``clone --shared`` has none of the objects itself)."""
+    subprocess.run(["git", "init", "-q", "--object-format=sha256", "-b", "main",
+                    str(tmp_path / "sha256")], check=True, capture_output=True)  # fmt: skip
+    b = GitRepoBuilder(tmp_path / "sha256")  # re-initialising keeps the format
+    b.commit("base", "2024-07-01T10:00:00+0000", ALICE, {"f.txt": "a\nb\n"})
+    b.git("branch", "side")
+    b.commit("main", "2024-07-01T11:00:00+0000", ALICE, {"f.txt": "main\nb\n"})
+    b.checkout("side")
+    b.commit("side", "2024-07-01T12:00:00+0000", BOB, {"f.txt": "side\nb\n"})
+    b.checkout("main")
+    assert b.merge("side", "Merge side", "2024-07-01T13:00:00+0000", ALICE) is True
+    shared = tmp_path / "shared"
+    subprocess.run(["git", "clone", "-q", "--shared", str(b.path), str(shared)], check=True,
+                   env=b.env, capture_output=True)  # fmt: skip
+    assert (shared / ".git" / "objects" / "info" / "alternates").is_file()
+    for path in (b.path, shared):
+        merges = two_parent_merges(path)
+        assert len(merges) == 1 and len(merges[0][0]) == 64
+        with scratch_repository(GitRepository.open(path.name, path)) as scratch:
+            ours = [v[:3] for v in run_ours(ScratchMerger(scratch), [m[1:] for m in merges], 2)]
+        assert ours == _plain_verdicts(path, tmp_path / f"plain-{path.name}", merges)
+        assert ours == [("conflict", False, ["f.txt"])]
