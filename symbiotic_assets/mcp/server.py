@@ -372,8 +372,19 @@ def semantic_search(
             "record_search_click with the returned search_id teaches the ranker."
         ),
     ] = True,
+    commits_only: Annotated[
+        bool,
+        Field(
+            description="Only the flat commit list; by default 'changes' also groups the "
+            "commits of one pull request (title, number, branch, commits, files) once."
+        ),
+    ] = False,
 ) -> dict[str, Any]:
-    """Commits best matching a plain-language query across all repositories, best first."""
+    """Changes and commits best matching a plain-language query across all repositories.
+
+    ``changes``: up to k pull requests (or lone commits), each once, with the hashes of
+    its matching commits, best first; ``results``: the k best commits, ungrouped.
+    """
     from symbiotic_assets.search import api
 
     for name in repositories or ():
@@ -386,7 +397,7 @@ def semantic_search(
     with tool_errors():
         results = api.semantic_search(
             query,
-            k=k,
+            k=k if commits_only else api.grouped_pool(k),
             repositories=repositories,
             authors=authors,
             since=since,
@@ -394,8 +405,16 @@ def semantic_search(
             paths=paths,
             include_merges=include_merges,
         )
+        changes = [] if commits_only else api.changes_of(results, k)
+        results = results[:k]  # the flat top k, as without grouping
         search_id = api.record_search(query, results) if record and results else None
-    return {"query": query, "search_id": search_id, "results": [r.to_dict() for r in results]}
+    out: dict[str, Any] = {"query": query, "search_id": search_id}
+    if not commits_only:
+        out["changes"] = [
+            {**ch.to_dict(), "commits": [r.hash for r in ch.commits]} for ch in changes
+        ]
+    out["results"] = [r.to_dict() for r in results]
+    return out
 
 
 def record_search_click(

@@ -78,6 +78,10 @@ def search_command(
         bool, typer.Option("--include-merges", help="Include merge commits.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    commits: Annotated[
+        bool,
+        typer.Option("--commits", help="One row per commit instead of one per change (PR)."),
+    ] = False,
     click: Annotated[
         int | None,
         typer.Option("--click", help="Record that result number N was the one you wanted."),
@@ -87,7 +91,13 @@ def search_command(
     ] = True,
 ) -> None:
     """Search commits across all repositories (semantic + lexical, learned from clicks)."""
-    from symbiotic_assets.search.api import record_click, record_search, semantic_search
+    from symbiotic_assets.search.api import (
+        changes_of,
+        grouped_pool,
+        record_click,
+        record_search,
+        semantic_search,
+    )
     from symbiotic_assets.search.index import IndexNotPublishedError
 
     if re.search(r"[\ud800-\udfff]", query):
@@ -100,7 +110,7 @@ def search_command(
     try:
         results = semantic_search(
             query,
-            k=k,
+            k=k if commits else grouped_pool(k),
             repositories=repository or None,
             authors=author or None,
             since=after,
@@ -108,18 +118,25 @@ def search_command(
             paths=path or None,
             include_merges=include_merges,
         )
+        changes = [] if commits else changes_of(results, k)
     except IndexNotPublishedError as exc:
         raise _usage_error(str(exc)) from None
     except (ValueError, TypeError) as exc:
         raise _usage_error(str(exc)) from None
-    if click is not None and not 1 <= click <= len(results):
-        raise _usage_error(f"--click {click}: there are {len(results)} results")
+    if changes:  # what is shown, in the order shown: the commits of the first k changes
+        results = [r for ch in changes for r in ch.commits]
+    # --click N names a row as shown: a change (its best commit is recorded) or a commit
+    rows = [ch.commits[0] for ch in changes] if changes else results
+    if click is not None and not 1 <= click <= len(rows):
+        raise _usage_error(f"--click {click}: there are {len(rows)} results")
     search_id = None
     if record and results:
         try:
             search_id = record_search(query, results)
             if click is not None:
-                record_click(query, results[click - 1].hash, click, search_id=search_id)
+                picked = rows[click - 1]
+                rank = next(i for i, r in enumerate(results, start=1) if r.hash == picked.hash)
+                record_click(query, picked.hash, rank, search_id=search_id)
         except Exception as exc:  # recording must never cost the user their results
             console.print(f"[yellow]could not record the search: {exc}[/yellow]", soft_wrap=True)
     if as_json:
@@ -128,10 +145,16 @@ def search_command(
             "search_id": search_id,
             "results": [r.to_dict() for r in results],
         }
+        if not commits:
+            payload["changes"] = [c.to_dict() | {"commits": [r.hash for r in c.commits]}
+                                  for c in changes]  # fmt: skip
         typer.echo(json.dumps(payload, indent=2))
         return
     if not results:
         console.print(f"no commits match {escape(repr(query))} with these filters")
+        return
+    if not commits:
+        _print_changes(query, changes)
         return
     table = Table(title=f"Commits for {escape(repr(query))}")
     for col, kw in (
@@ -156,4 +179,29 @@ def search_command(
             f"{r.score:.2f}",
             escape(r.why),
         )
+    console.print(table)
+
+
+def _print_changes(query: str, changes: list) -> None:  # type: ignore[type-arg]
+    """One row per change: PR title, number and branch, its matching commits, its files."""
+    table = Table(title=f"Changes for {escape(repr(query))}")
+    for col, kw in (
+        ("#", {"justify": "right"}),
+        ("change", {"overflow": "fold"}),
+        ("repository", {}),
+        ("commits", {"overflow": "fold"}),
+        ("files", {"overflow": "fold"}),
+        ("score", {"justify": "right"}),
+    ):
+        table.add_column(col, **kw)  # type: ignore[arg-type]
+    for ch in changes:
+        label = escape(ch.title)
+        if ch.pr_number is not None:
+            label += f"\n[dim]#{ch.pr_number}{' ' + escape(ch.branch) if ch.branch else ''}[/dim]"
+        shown = "\n".join(f"{c.hash[:10]} {escape(c.subject)}" for c in ch.commits[:5])
+        if len(ch.commits) > 5:
+            shown += f"\n... {len(ch.commits) - 5} more"
+        files = ", ".join(ch.paths[:4]) + (" ..." if len(ch.paths) > 4 else "")
+        table.add_row(str(ch.rank), label, escape(ch.repository), shown, escape(files),
+                      f"{ch.score:.2f}")  # fmt: skip
     console.print(table)
