@@ -318,6 +318,10 @@ def repos_list() -> None:
             f"({item.same_as.path}); read once[/yellow]"
         )
         table.add_row(item.spec.name, str(item.spec.path), status)
+    for scan in settings.scan:  # a scan root that cannot be read finds nothing: say so
+        problem = path_problem(scan.path)
+        if problem:
+            table.add_row("(scan)", str(scan.path), f"[red]{problem}; nothing found[/red]")
     console.print(table)
 
 

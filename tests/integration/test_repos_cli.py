@@ -28,6 +28,7 @@ def test_list_shows_every_entry_with_its_status(runner: CliRunner, tmp_path: Pat
     (tmp_path / "plain").mkdir()
     (tmp_path / "symbiotic.yaml").write_text(
         "repositories:\n  - alpha\n  - loop\n  - gone\n  - plain\n  - alpha/.git\n  - alpha-wt\n"
+        "scan:\n  - path: loop\n  - path: plain\n"
     )
     out = runner.invoke(app, ["repos", "list"])
     assert out.exit_code == 0, out.output
@@ -38,6 +39,8 @@ def test_list_shows_every_entry_with_its_status(runner: CliRunner, tmp_path: Pat
     assert "is not a git repository" in rows["plain"]
     assert "skipped: same repository as 'alpha'" in rows["git"]  # alpha/.git
     assert "skipped: same repository as 'alpha'" in rows["alpha-wt"]
+    assert f"path {tmp_path / 'loop'} is a symlink loop; nothing found" in rows["(scan)"]
+    assert sum("(scan)" in line for line in out.output.splitlines()) == 1  # plain/ is fine
 
 
 def test_list_reports_a_broken_file_by_key(runner: CliRunner, tmp_path: Path):
