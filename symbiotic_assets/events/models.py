@@ -186,7 +186,7 @@ def _shown(value: Any) -> str:
     try:
         shown = repr(value)
     except (RecursionError, ValueError):  # deeply nested, or a 5,000-digit int
-        return f"a {type(value).__name__} too large to show"
+        return f"{type(value).__name__} too large to show"
     return shown if len(shown) <= 80 else shown[:77] + "..."
 
 

@@ -463,12 +463,12 @@ CLI_FORMS: dict[str, tuple[list[str], list[str]]] = {
          "--timestamp", "2025-03-01T10:00:00Z"],
         ["--issue-type", "--message", "--stage", "--agent", "--strategy", "--line-number",
          "--timestamp", "--file-path", "--session-id", "--project", "--language",
-         "--idempotency-key"],
+         "--idempotency-key", "--store"],
     ),
     "record feedback": (
         ["--recommendation-id", "r", "--fix-attempt-id", "4", "--confidence", "0.5"],
         ["--recommendation-id", "--fix-attempt-id", "--confidence", "--outcome", "--issue-type",
-         "--agent", "--timestamp", "--idempotency-key"],
+         "--agent", "--timestamp", "--idempotency-key", "--store"],
     ),
     "record session": (
         ["--session-id", "s", "--phase", "end", "--duration-seconds", "3"],
