@@ -72,3 +72,36 @@ def test_memory_sensor_watches_the_store_under_the_resource_home(
     # the default home has no store (old code: "no memory store yet"); the resource's has one
     assert result.skip_reason is None
     assert len(result.run_requests or []) == 1
+
+
+def test_run_config_points_one_run_at_another_file(symbiotic_home: Path, tmp_path: Path):
+    seen: list[tuple[Path, list[str]]] = []
+
+    @dg.asset
+    def probe(settings: SettingsResource) -> None:
+        s = settings.get_settings()
+        seen.append((s.home, [r.name for r in s.repositories]))
+
+    other = tmp_path / "other.yaml"
+    other.write_text("repositories:\n  - path: /srv/beta\n")
+    with dg.instance_for_test() as instance:
+        default = dg.materialize(
+            [probe], resources={"settings": settings_resource}, instance=instance
+        )
+        configured = dg.materialize(
+            [probe],
+            resources={"settings": settings_resource},
+            instance=instance,
+            run_config={
+                "resources": {
+                    "settings": {
+                        "config": {"config_file": str(other), "home": str(tmp_path / "h2")}
+                    }
+                }
+            },
+        )
+    assert default.success and configured.success
+    assert seen == [
+        (symbiotic_home.resolve(), ["symbiotic"]),
+        ((tmp_path / "h2").resolve(), ["beta"]),
+    ]
