@@ -50,6 +50,7 @@ TRAIN_SIZE = 65_536
 _META = "index.json"
 _VECTORS = "vectors.npy"
 _ANN = "ann.faiss"
+_TRAINED = "trained.faiss"  # the lists without rows, reused by the next streamed build
 
 _blas: Any = None
 
@@ -123,13 +124,23 @@ def exact_top(
 
 
 def default_lists(n: int) -> int:
-    """``sqrt(n)`` lists (at least 16), the usual IVF balance of probe cost and list size."""
-    return max(16, int(np.sqrt(max(n, 1))))
+    """``4 sqrt(n)`` lists (16 to 4096): small lists, so a probe scans few rows.
+
+    Measured on real MiniLM vectors (``bench_vectors``, 100k rows): 1,264 lists
+    probed 64 at a time reached recall@10 0.993 in 0.37 ms; ``sqrt(n)`` lists
+    needed a fifth of all lists for 0.983 (0.63 ms).
+    """
+    return int(min(4096, max(16, 4 * np.sqrt(max(n, 1)))))
 
 
 def default_nprobe(n_lists: int) -> int:
-    """Lists a query probes: ``max(16, lists / 25)``, chosen by ``bench_vectors`` recall."""
-    return min(n_lists, max(16, n_lists // 25))
+    """Lists a query probes: ``max(32, lists / 16)`` (recall@10 >= 0.99 in ``bench_vectors``)."""
+    return min(n_lists, max(32, n_lists // 16))
+
+
+def train_size(n_lists: int) -> int:
+    """Rows to train ``n_lists`` centroids on: 48 per list (faiss asks for at least 39)."""
+    return max(TRAIN_SIZE, 48 * n_lists)
 
 
 class VectorIndex:
@@ -169,7 +180,7 @@ class VectorIndex:
         ann.cp.spherical = True
         ann.cp.seed = seed
         ann.cp.niter = 12
-        ann.cp.max_points_per_centroid = 64
+        ann.cp.max_points_per_centroid = 48
         ann.train(np.ascontiguousarray(sample, dtype=np.float32))
         return ann
 
@@ -189,8 +200,10 @@ class VectorIndex:
         if n <= approximate_above:
             return cls(data)
         rng = np.random.default_rng(seed)
-        sample = data if n <= TRAIN_SIZE else data[np.sort(rng.choice(n, TRAIN_SIZE, False))]
-        ann = cls.train(sample, n_lists or default_lists(n), seed)
+        n_lists = n_lists or default_lists(n)
+        size = train_size(n_lists)
+        sample = data if n <= size else data[np.sort(rng.choice(n, size, False))]
+        ann = cls.train(sample, n_lists, seed)
         for s in range(0, n, 100_000):
             ann.add(data[s : s + 100_000])
         return cls(data, ann, nprobe)
@@ -285,6 +298,7 @@ def write_streamed(
     approximate_above: int = APPROXIMATE_ABOVE,
     n_lists: int | None = None,
     seed: int = 0,
+    trained: Path | None = None,
 ) -> dict[str, object]:
     """Write an index folder from ``(row ids, rows)`` chunks without holding all rows in memory.
 
@@ -292,7 +306,10 @@ def write_streamed(
     writes, so the chunks may come in any order, e.g. DuckDB's storage order); every
     row id in ``range(rows)`` must come exactly once. The ANN is then trained on a
     sample read back from the file and filled chunk by chunk, so memory stays at one
-    chunk plus the 8-bit codes (a quarter of the rows). Returns ``index.json``.
+    chunk plus the 8-bit codes (a quarter of the rows). ``trained`` names the
+    ``trained.faiss`` of a previous version: when its list count still suits the
+    row count (within a factor of two) the lists are reused instead of trained
+    again, which is most of the build time. Returns ``index.json``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -332,11 +349,20 @@ def write_streamed(
     os.replace(tmp, path)
     meta: dict[str, object] = {"format": FORMAT, "kind": "exact", "rows": rows, "dim": dim}
     if rows > approximate_above:
-        mapped = np.load(path, mmap_mode="r")
-        rng = np.random.default_rng(seed)
-        pick = np.sort(rng.choice(rows, min(rows, TRAIN_SIZE), replace=False))
-        ann = VectorIndex.train(np.asarray(mapped[pick]), n_lists or default_lists(rows), seed)
-        del mapped
+        faiss = _faiss()
+        n_lists = n_lists or default_lists(rows)
+        ann = None
+        if trained is not None and trained.is_file():
+            ann = faiss.read_index(str(trained))
+            if ann.d != dim or not n_lists / 2 <= ann.nlist <= n_lists * 2:
+                ann = None
+        if ann is None:
+            mapped = np.load(path, mmap_mode="r")
+            rng = np.random.default_rng(seed)
+            pick = np.sort(rng.choice(rows, min(rows, train_size(n_lists)), replace=False))
+            ann = VectorIndex.train(np.asarray(mapped[pick]), n_lists, seed)
+            del mapped
+        faiss.write_index(ann, str(folder / _TRAINED))
         step = 65_536
         with open(path, "rb") as fh:
             fh.seek(offset)

@@ -626,10 +626,14 @@ def publish_streamed(
     whole in memory, which is what bounds a million-commit publish.
     """
     index = SearchIndex.build(corpus, model_id, weights=weights, clicks=clicks)
+    previous = published_meta(root)
+    trained = None  # the current version's trained lists, when its vectors are comparable
+    if previous is not None and previous.get("model_id") == model_id:
+        trained = root / "versions" / str(previous["version"]) / "vectors" / "trained.faiss"
 
     def write(folder: Path, version: str) -> None:
         folder.mkdir(parents=True, exist_ok=False)
-        write_streamed(folder / "vectors", chunks, index.size, dim)
+        write_streamed(folder / "vectors", chunks, index.size, dim, trained=trained)
         loaded = load_index(folder / "vectors")
         index.vectors = loaded.vectors
         index.ann = loaded if loaded.ann is not None else None

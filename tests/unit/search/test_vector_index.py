@@ -144,3 +144,26 @@ def test_one_thread_limits_faiss_and_restores_it() -> None:
     with one_thread():
         assert faiss.omp_get_max_threads() == 1
     assert faiss.omp_get_max_threads() == before
+
+
+def test_a_streamed_build_reuses_the_previous_trained_lists(rows, tmp_path) -> None:
+    import faiss
+
+    chunks = [(np.arange(len(rows)), rows)]
+    write_streamed(tmp_path / "v1", chunks, len(rows), rows.shape[1], approximate_above=10_000)
+    extra = rows[:2_000] + 0.05 * np.random.default_rng(2).standard_normal((2_000, rows.shape[1]))
+    extra = (extra / np.linalg.norm(extra, axis=1, keepdims=True)).astype(np.float32)
+    more = np.concatenate([rows, extra])  # new commits like the old ones
+    trained = tmp_path / "v1" / "trained.faiss"
+    write_streamed(tmp_path / "v2", [(np.arange(len(more)), more)], len(more), more.shape[1],
+                   approximate_above=10_000, trained=trained)  # fmt: skip
+
+    def centroids(folder: Path) -> np.ndarray:
+        index = faiss.read_index(str(folder / "trained.faiss"))
+        quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+        return faiss.rev_swig_ptr(quantizer.get_xb(), quantizer.ntotal * quantizer.d).copy()
+
+    assert np.array_equal(centroids(tmp_path / "v1"), centroids(tmp_path / "v2"))
+    opened = load_index(tmp_path / "v2")
+    assert len(opened) == len(more) and opened.ann.ntotal == len(more)
+    assert recall_at_k(opened, more, more[-30:], k=10) >= 0.97
