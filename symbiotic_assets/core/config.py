@@ -46,6 +46,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "SYMBIOTIC_REPOSITORIES": "extra local repository paths, os.pathsep-separated",
     "SYMBIOTIC_MCP_TOKEN": "bearer token the MCP server requires over HTTP (16+ characters)",
     "SYMBIOTIC_MODEL_CACHE": "where the benchmarks cache exported embedding models",
+    "SYMBIOTIC_MERGE_GIT": "absolute path of the git (2.38+) that re-merges merge commits",
 }
 
 
@@ -323,6 +324,7 @@ class Environment(BaseModel):
     repositories: list[str] = []
     mcp_token: str = ""
     model_cache: str | None = None
+    merge_git: str | None = None
 
 
 def _expand(raw: str) -> Path:
@@ -354,6 +356,7 @@ def read_environment(environ: Mapping[str, str] | None = None) -> Environment:
         repositories=[p for p in extra.split(os.pathsep) if p.strip()],
         mcp_token=env.get("SYMBIOTIC_MCP_TOKEN", ""),
         model_cache=value("SYMBIOTIC_MODEL_CACHE"),
+        merge_git=value("SYMBIOTIC_MERGE_GIT"),
     )
 
 
