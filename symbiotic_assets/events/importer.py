@@ -46,6 +46,9 @@ from symbiotic_assets.events.models import (
 from symbiotic_assets.events.store import MemoryStore
 
 BATCH_LINES = 500
+# A batch is also written once its lines reach this size, so that 500 lines of a few
+# MB each do not sit in memory together.
+BATCH_BYTES = 32 * 1024 * 1024
 MAX_RAW_CHARS = 65_536
 # The largest valid record (a search event: 1,000 results of 200 characters, each
 # written as a \uXXXX surrogate pair) is under 2.5 MB; a longer line is refused
@@ -203,15 +206,17 @@ def import_jsonl(
         raise FileNotFoundError(f"{printable(str(path))}: no such file to import")
     source = printable(str(path.resolve()))
     result = ImportResult(source=source)
-    consumed = 0
+    consumed = pending_bytes = 0
+    # (line number, the line's start as quarantine would keep it, what it parsed to)
     pending: list[tuple[int, bytes, MemoryRecord | InvalidRecordError]] = []
 
     def quarantine(line_number: int, raw: bytes, reason: str) -> None:
-        text = raw[: MAX_RAW_CHARS * 4].decode("utf-8", errors="backslashreplace")
+        text = raw.decode("utf-8", errors="backslashreplace")
         store.quarantine_line(source, line_number, reason, text[:MAX_RAW_CHARS])
         result.quarantined += 1
 
     def flush() -> None:
+        nonlocal pending_bytes
         with store.transaction():
             for line_number, raw, parsed in pending:
                 if isinstance(parsed, InvalidRecordError):
@@ -229,6 +234,7 @@ def import_jsonl(
                 else:
                     result.duplicates += 1
         pending.clear()
+        pending_bytes = 0
         if on_progress is not None:
             on_progress(consumed)
 
@@ -251,8 +257,9 @@ def import_jsonl(
                     parsed = parse_line(raw)
                 except InvalidRecordError as exc:
                     parsed = exc
-            pending.append((line_number, raw, parsed))
-            if len(pending) >= BATCH_LINES:
+            pending.append((line_number, raw[: MAX_RAW_CHARS * 4], parsed))
+            pending_bytes += size
+            if len(pending) >= BATCH_LINES or pending_bytes >= BATCH_BYTES:
                 flush()
     flush()
     return result

@@ -149,6 +149,21 @@ def test_a_line_longer_than_the_limit_is_refused_without_reading_it_whole(
     assert all(len(r["raw"]) <= 65_536 for r in store.list_quarantine())
 
 
+def test_big_lines_are_written_in_batches_bounded_by_size(
+    store: MemoryStore, tmp_path: Path
+) -> None:
+    from symbiotic_assets.events.importer import BATCH_BYTES
+
+    big = b"x" * (MAX_LINE_BYTES - 1)  # under the line limit, not JSON
+    n = BATCH_BYTES // MAX_LINE_BYTES + 1
+    path = write(tmp_path / "big.jsonl", [big] * n)
+    seen: list[int] = []
+    result = import_jsonl(path, store, on_progress=seen.append)
+    assert (result.read, result.quarantined) == (n, n)
+    assert seen == [BATCH_BYTES, n * MAX_LINE_BYTES]  # one batch per 32 MiB, not per 500 lines
+    assert all(len(r["raw"]) == 65_536 for r in store.list_quarantine())
+
+
 def test_a_line_of_exactly_the_limit_is_read(store: MemoryStore, tmp_path: Path) -> None:
     base = dumps({**GOOD_ATTEMPT, "idempotency_key": "edge", "message": ""})
     padded = base.replace(
