@@ -269,39 +269,79 @@ class AttemptMemory:
         The vector matrix is used as given (no copy when it is float32 and
         contiguous); rows carry no messages, so evidence shows outcomes only.
         """
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        n = vectors.shape[0]
         types = np.asarray(issue_types, dtype=object)
         cands = np.asarray(agent_strategies, dtype=object)
+        n = np.shape(vectors)[0]
+        for name, col in (("issue_types", types), ("agent_strategies", cands)):
+            if col.shape != (n,):
+                raise ValueError(f"{name}: shape {col.shape}, expected ({n},) to match vectors")
+        type_names, type_codes = np.unique(types, return_inverse=True)
+        cand_names, cand_codes = np.unique(cands, return_inverse=True)
+        return cls.from_codes(
+            vectors,
+            [str(t) for t in type_names.tolist()],
+            type_codes,
+            [str(c) for c in cand_names.tolist()],
+            cand_codes,
+            success,
+            timestamps,
+            half_life_days,
+        )
+
+    @classmethod
+    def from_codes(
+        cls,
+        vectors: np.ndarray,
+        type_names: Sequence[str],
+        type_codes: np.ndarray,
+        cand_names: Sequence[str],
+        cand_codes: np.ndarray,
+        success: np.ndarray,
+        timestamps: np.ndarray,
+        half_life_days: float = 45.0,
+    ) -> AttemptMemory:
+        """``from_arrays`` for columns stored as codes into name lists (the published form).
+
+        Skips sorting a million Python strings: opening a published 1M-attempt
+        history spent seconds in ``np.unique`` over object arrays.
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n = vectors.shape[0]
+        tcodes = np.asarray(type_codes, dtype=np.int64).reshape(-1)
+        ccodes = np.asarray(cand_codes, dtype=np.int64).reshape(-1)
         ok = np.asarray(success, dtype=bool)
         ts = np.asarray(timestamps, dtype=np.float64)
         for name, col in (
-            ("issue_types", types),
-            ("agent_strategies", cands),
+            ("issue_types", tcodes),
+            ("agent_strategies", ccodes),
             ("success", ok),
             ("timestamps", ts),
         ):
             if col.shape != (n,):
                 raise ValueError(f"{name}: shape {col.shape}, expected ({n},) to match vectors")
         mem = cls(dim=vectors.shape[1], half_life_days=half_life_days)
-        cand_names, cand_codes = np.unique(cands, return_inverse=True)
-        for name in cand_names.tolist():
-            mem._candidate_id(str(name))
+        # candidate ids follow sorted names, as np.unique gave them before
+        cand_sorted = sorted(range(len(cand_names)), key=lambda i: cand_names[i])
+        remap = np.zeros(max(len(cand_names), 1), dtype=np.int32)
+        for new, old in enumerate(cand_sorted):
+            mem._candidate_id(str(cand_names[old]))
+            remap[old] = new
+        cand_codes = remap[ccodes] if n else np.zeros(0, dtype=np.int32)
         mem._vectors = vectors
         mem._cand = cand_codes.astype(np.int32)
         mem._success = ok
         mem._ts = ts
         mem._n = n
+        n_cand = len(cand_names)
         if n:
             t_ref = float(ts.max())
             w = np.power(0.5, (t_ref - ts) / mem.half_life_s)
-            type_names, type_codes = np.unique(types, return_inverse=True)
-            key = type_codes.astype(np.int64) * len(cand_names) + cand_codes
-            n_keys = len(type_names) * len(cand_names)
+            key = tcodes * n_cand + cand_codes
+            n_keys = len(type_names) * n_cand
             s_sum = np.bincount(key, weights=w * ok, minlength=n_keys)
             a_sum = np.bincount(key, weights=w, minlength=n_keys)
             for k in np.flatnonzero(a_sum > 0):
-                t_name, cid = str(type_names[k // len(cand_names)]), int(k % len(cand_names))
+                t_name, cid = str(type_names[int(k) // n_cand]), int(k % n_cand)
                 c = mem._type_cand[(t_name, cid)]
                 c.successes, c.attempts, c.t_ref = float(s_sum[k]), float(a_sum[k]), t_ref
                 tot = mem._type_all[t_name]

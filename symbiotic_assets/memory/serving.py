@@ -189,10 +189,12 @@ def load_version(folder: Path, version: str = "") -> PublishedRecommender:
         vectors = index.vectors
     else:
         vectors = np.zeros((0, dim), dtype=np.float32)
-    memory = AttemptMemory.from_arrays(
+    memory = AttemptMemory.from_codes(  # codes as stored: no per-row strings at open
         vectors,
-        np.asarray(issue_types, dtype=object)[type_codes] if len(type_codes) else [],
-        np.asarray(candidates, dtype=object)[cand_codes] if len(cand_codes) else [],
+        issue_types,
+        type_codes,
+        candidates,
+        cand_codes,
         success,
         timestamps,
         half_life_days=state.config.half_life_days,

@@ -278,3 +278,30 @@ def test_ann_index_recall_and_save_load_round_trip(tmp_path) -> None:  # type: i
     assert np.allclose(sims, rows[ids] @ queries[0], atol=1e-5)
     with pytest.raises(ValueError, match="unit rows"):
         VectorIndex.build(rows * 2)
+
+
+def test_from_codes_builds_the_same_memory_as_from_arrays() -> None:
+    """The published form (codes into name lists) opens without per-row strings, same result."""
+    rng = np.random.default_rng(2)
+    n = 3_000
+    rows = rng.standard_normal((n, 16)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    types = ["security", "lint", "type"]
+    cands = ["Z:fix", "A:patch", "M:rewrite"]  # not sorted: ids must still follow sorted names
+    tc, cc = rng.integers(0, 3, n), rng.integers(0, 3, n)
+    ok, ts = rng.random(n) < 0.4, np.sort(rng.uniform(1.7e9, 1.75e9, n))
+    a = AttemptMemory.from_arrays(
+        rows, np.asarray(types, dtype=object)[tc], np.asarray(cands, dtype=object)[cc], ok, ts
+    )
+    b = AttemptMemory.from_codes(rows, types, tc, cands, cc, ok, ts)
+    assert a.candidates == b.candidates == sorted(cands)
+    assert np.array_equal(a.candidate_ids, b.candidate_ids)
+    for t in types:
+        assert a.type_stats(t, 1.76e9) == b.type_stats(t, 1.76e9)
+        assert a.type_candidates(t) == b.type_candidates(t)
+    q = rows[5]
+    ra, rb = recommend(q, "lint", a, now=1.76e9), recommend(q, "lint", b, now=1.76e9)
+    assert ra is not None and rb is not None
+    assert (ra.agent_strategy, ra.raw_probability) == (rb.agent_strategy, rb.raw_probability)
+    with pytest.raises(ValueError, match="issue_types: shape"):
+        AttemptMemory.from_codes(rows, types, tc[:-1], cands, cc, ok, ts)
