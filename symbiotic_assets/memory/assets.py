@@ -305,6 +305,12 @@ def _last_fingerprint(context: dg.AssetExecutionContext, key: dg.AssetKey) -> st
     return str(value.value) if value is not None else None
 
 
+class LearnConfig(dg.Config):
+    """``force``: train even when nothing the state is learned from changed today."""
+
+    force: bool = False
+
+
 @dg.asset(
     key=STRATEGY_WEIGHTS,
     deps=[FIX_ATTEMPT_EMBEDDINGS, FEEDBACK],
@@ -317,7 +323,10 @@ def _last_fingerprint(context: dg.AssetExecutionContext, key: dg.AssetKey) -> st
     "from it.",
 )
 def strategy_weights(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedder: EmbedderResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    embedder: EmbedderResource,
+    config: LearnConfig,
 ) -> dg.MaterializeResult:
     import datetime as dt
 
@@ -334,7 +343,8 @@ def strategy_weights(
         # Recency weights move with the day, so a day without new outcomes still trains once.
         fingerprint = f"{_learning_inputs(con, model_id)}:{dt.datetime.now(dt.UTC).date()}"
         previous_json = _latest_state(con)
-        if previous_json and _last_fingerprint(context, STRATEGY_WEIGHTS) == fingerprint:
+        unchanged = _last_fingerprint(context, STRATEGY_WEIGHTS) == fingerprint
+        if previous_json and unchanged and not config.force:
             context.log.info("no new attempt, correction, vector or feedback today: state kept")
             return dg.MaterializeResult(
                 metadata={

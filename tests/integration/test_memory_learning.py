@@ -113,8 +113,14 @@ def learned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         from symbiotic_assets.memory.api import recommend_strategy
 
         before = recommend_strategy(SQLI)
-        second = defs.resolve_job_def("memory_learn").execute_in_process(instance=instance)
+        # nothing changed: forced, the state continues from the first; not forced, skipped
+        forced = {"ops": {"memory__strategy_weights": {"config": {"force": True}}}}
+        second = defs.resolve_job_def("memory_learn").execute_in_process(
+            instance=instance, run_config=forced
+        )
         assert second.success
+        third = defs.resolve_job_def("memory_learn").execute_in_process(instance=instance)
+        assert third.success
         yield {
             "home": home,
             "defs": defs,
@@ -123,6 +129,7 @@ def learned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             "shift": shift,
             "first": first,
             "second": second,
+            "third": third,
             "before": before,
         }
     mp.undo()
@@ -166,6 +173,15 @@ def test_strategy_weights_metadata_and_state(learned: dict) -> None:
     first_state, second_state = (json.loads(r[2]) for r in rows)
     # no new outcomes between the runs: the weights are carried over unchanged
     assert first_state["state"]["pattern_weights"] == second_state["state"]["pattern_weights"]
+    # and a third run with nothing new neither learns nor publishes (rows above: no v3)
+    third = materialized(learned["third"], ["memory", "strategy_weights"])
+    assert third["skipped"] is True and third["version"] == 2
+    index = materialized(learned["third"], ["memory", "recommender_index"])
+    assert index["skipped"] is True
+    assert (
+        index["version"]
+        == materialized(learned["second"], ["memory", "recommender_index"])["version"]
+    )
     assert first_state["state"]["feedback"]["SecurityAgent:security_fix"] == {
         "shown": 1, "followed": 1, "succeeded": 1}  # fmt: skip
 
