@@ -10,6 +10,7 @@ after one ``for-each-ref`` without touching the warehouse.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,12 +24,15 @@ import pandas as pd
 
 from symbiotic_assets.core.config import RepositorySpec
 from symbiotic_assets.core.warehouse import connect, ensure_git_schema
-from symbiotic_assets.git.log_parser import LOG_ARGS, ColumnBatch, iter_batches
+from symbiotic_assets.git.log_parser import HEADER_ARGS, LOG_ARGS, iter_chunks, stage_chunk
+from symbiotic_assets.git.missing import is_partial_clone, plan_readable
 from symbiotic_assets.git.reflog import RefEvent, parse_reflogs
-from symbiotic_assets.git.repository import GitRepository, Ref
+from symbiotic_assets.git.repository import GitRepository, Ref, RepositoryError
 
 ProgressFn = Callable[[int], None]
 DEFAULT_BRANCH_CANDIDATES = ("main", "master", "trunk", "develop")
+# bytes of git log output per transaction: about 25,000 commits of a typical history
+CHUNK_BYTES = 8 << 20
 
 
 @dataclass
@@ -48,6 +52,10 @@ class RefreshResult:
     is_shallow: bool = False
     default_branch: str | None = None
     seconds: float = 0.0
+    # commits stored this run whose diff git could not compute (churn NULL, not 0)
+    churn_unknown: int = 0
+    missing_objects: int = 0  # objects the repository lacks (partial or damaged clone)
+    degraded_reason: str = ""
 
 
 # ---------------------------------------------------------------------------------------
@@ -98,37 +106,21 @@ def fingerprint(repo: GitRepository, refs: Sequence[Ref], head_ref: str | None, 
     return h.hexdigest()
 
 
-def _frames(batch: ColumnBatch) -> tuple[pd.DataFrame, pd.DataFrame]:
-    commits_df = pd.DataFrame(batch.commits)
-    f = batch.files
-    files_df = pd.DataFrame(
-        {
-            "commit_hash": pd.Series(f["commit_hash"], dtype=object),
-            "path": pd.Series(f["path"], dtype=object),
-            "old_path": pd.Series(f["old_path"], dtype=object),
-            "is_binary": pd.Series(f["is_binary"], dtype=bool),
-            "insertions": pd.Series(f["insertions"], dtype="Int64"),
-            "deletions": pd.Series(f["deletions"], dtype="Int64"),
-        }
-    )
-    return commits_df, files_df
+def _write_commit_chunk(con: duckdb.DuckDBPyConnection, repository: str, data: bytes, fresh: bool = False, churn_known: bool = True) -> tuple[int, int, int, int]:  # fmt: skip
+    """Parse one piece of ``git log`` output and store the commits not stored yet.
 
-
-def _write_commit_chunk(con: duckdb.DuckDBPyConnection, repository: str, batch: ColumnBatch, fresh: bool = False) -> tuple[int, int, int]:  # fmt: skip
-    """Insert commits not stored yet; revive stored ones that are reachable again.
-
-    Returns (new commits, revived commits, new file rows). One transaction per chunk,
-    so an interrupted run leaves whole chunks, and the next run skips them.
-    ``fresh`` (the repository had no stored commit when the run began, and git
-    lists each commit once) skips the existence checks.
+    Returns (commits in the piece, new commits, revived commits, new file rows). One
+    transaction per piece, so an interrupted run leaves whole pieces, and the next run
+    skips them. ``fresh`` (the repository had no stored commit when the run began, and
+    git lists each commit once) skips the existence checks. ``churn_known=False``
+    stores the commits with NULL churn and no file rows: git could not compute their
+    diff, and unknown is not zero.
     """
-    commits_df, files_df = _frames(batch)
-    con.register("chunk_commits", commits_df)
-    con.register("chunk_files", files_df)
+    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("BEGIN TRANSACTION")
+        parsed = stage_chunk(con, data)
+        source = "chunk_commits c"
         if fresh:
-            con.execute("CREATE OR REPLACE TEMP TABLE chunk_new AS SELECT hash FROM chunk_commits")
             revived: tuple[Any, ...] | None = (0,)
         else:
             revived = con.execute(
@@ -148,36 +140,42 @@ def _write_commit_chunk(con: duckdb.DuckDBPyConnection, repository: str, batch: 
                 """,
                 [repository],
             )
-        con.execute(
-            """
+            source += " SEMI JOIN chunk_new n ON c.hash = n.hash"
+        churn = (
+            "c.files_changed, c.insertions, c.deletions, c.binary_files"
+            if churn_known
+            else "NULL, NULL, NULL, NULL"
+        )
+        new = con.execute(
+            f"""
             INSERT INTO git.commits
             SELECT ?, c.hash, c.author_name, c.author_email, c.committer_name, c.committer_email,
                    make_timestamp(c.authored_epoch * 1000000), c.author_offset,
                    make_timestamp(c.committed_epoch * 1000000), c.committer_offset,
                    CASE WHEN c.parents = '' THEN []::VARCHAR[] ELSE string_split(c.parents, ' ') END,
-                   c.parent_count, c.parent_count >= 2, c.subject, c.body, c.files_changed,
-                   c.insertions, c.deletions, c.binary_files, c.is_bot, true, NULL, now()::TIMESTAMP
-            FROM chunk_commits c SEMI JOIN chunk_new n ON c.hash = n.hash
-            """,
-            [repository],
-        )
-        new = con.execute("SELECT count(*) FROM chunk_new").fetchone()
-        files = con.execute(
-            """
-            INSERT INTO git.commit_files
-            SELECT ?, f.commit_hash, f.path, f.old_path, f.is_binary, f.insertions, f.deletions
-            FROM chunk_files f SEMI JOIN chunk_new n ON f.commit_hash = n.hash
+                   c.parent_count, c.parent_count >= 2, c.subject, c.body, {churn},
+                   c.is_bot, true, NULL, now()::TIMESTAMP
+            FROM {source}
             """,
             [repository],
         ).fetchone()
+        files: tuple[Any, ...] | None = (0,)
+        if churn_known:
+            files = con.execute(
+                f"""
+                INSERT INTO git.commit_files
+                SELECT ?, f.commit_hash, f.path, f.old_path, f.is_binary, f.insertions, f.deletions
+                FROM chunk_files f
+                {"" if fresh else "SEMI JOIN chunk_new n ON f.commit_hash = n.hash"}
+                """,
+                [repository],
+            ).fetchone()
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
-    finally:
-        con.unregister("chunk_commits")
-        con.unregister("chunk_files")
     return (
+        parsed,
         int(new[0]) if new else 0,
         int(revived[0]) if revived else 0,
         int(files[0]) if files else 0,
@@ -272,34 +270,78 @@ def _insert_ref_events(con: duckdb.DuckDBPyConnection, repository: str, frame: p
 def _stream_into_warehouse(
     con: duckdb.DuckDBPyConnection,
     repository: str,
-    batches: Iterable[ColumnBatch],
+    pieces: Iterable[bytes],
     result: RefreshResult,
     progress: ProgressFn | None,
     fresh: bool,
+    churn_known: bool = True,
 ) -> None:
-    """Write chunks on a second thread while this one keeps reading git's pipe.
+    """Write pieces on a second thread while this one keeps reading git's pipe.
 
-    DuckDB releases the GIL while it inserts, so git never stalls on a full pipe
-    while a chunk is written; at most two chunks are held in memory at once.
+    DuckDB parses and inserts with the GIL released, so git never stalls on a full
+    pipe while a piece is written; at most two pieces are held in memory at once.
+    When the stream fails (git died), the piece already handed over is still
+    counted before the error goes on: it was committed.
     """
 
-    def account(future: Future[tuple[int, int, int]], size: int) -> None:
-        n, r, f = future.result()
+    def account(future: Future[tuple[int, int, int, int]]) -> None:
+        parsed, n, r, f = future.result()
         result.new_commits += n
         result.reachable_again += r
         result.new_files += f
+        if not churn_known:
+            result.churn_unknown += n
         if progress:
-            progress(size)
+            progress(parsed)
 
-    pending: tuple[Future[tuple[int, int, int]], int] | None = None
+    pending: Future[tuple[int, int, int, int]] | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-writer") as writer:
-        for batch in batches:
+        try:
+            for piece in pieces:
+                if pending:
+                    account(pending)
+                pending = writer.submit(
+                    _write_commit_chunk, con, repository, piece, fresh, churn_known
+                )
+        except BaseException:
             if pending:
-                account(*pending)
-            future = writer.submit(_write_commit_chunk, con, repository, batch, fresh)
-            pending = (future, len(batch))
+                with contextlib.suppress(Exception):
+                    account(pending)
+            raise
         if pending:
-            account(*pending)
+            account(pending)
+
+
+def _extract_readable(
+    con: duckdb.DuckDBPyConnection,
+    repo: GitRepository,
+    revs: Sequence[str],
+    result: RefreshResult,
+    progress: ProgressFn | None,
+    chunk_bytes: int,
+    failure: RepositoryError | None,
+) -> None:
+    """Store what git can read of ``revs`` in a repository that lacks some objects.
+
+    Commits whose diff needs a missing object are stored with unknown churn; the
+    others exactly as the single ``git log`` would store them. ``failure`` is the
+    error of that ``git log``, raised again when nothing is missing after all.
+    """
+    plan = plan_readable(repo, revs)
+    if failure is not None and not plan.missing_objects:
+        raise failure
+    result.missing_objects = plan.missing_objects
+    result.degraded_reason = plan.reason
+    for hashes, args, known in (
+        (plan.readable, LOG_ARGS, True),
+        (plan.unreadable, HEADER_ARGS, False),
+    ):
+        if not hashes:  # an empty --no-walk list would mean HEAD
+            continue
+        stream = repo.stream(["log", "--no-walk=unsorted", *args, "--stdin"], stdin_lines=hashes)
+        _stream_into_warehouse(
+            con, repo.name, iter_chunks(stream, chunk_bytes), result, progress, False, known
+        )
 
 
 def refresh_repository(
@@ -310,10 +352,20 @@ def refresh_repository(
     total_hint: Callable[[int], None] | None = None,
     chunk_commits: int = 5_000,
     force: bool = False,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> RefreshResult:
-    """Bring the warehouse's copy of one repository's history up to date."""
+    """Bring the warehouse's copy of one repository's history up to date.
+
+    ``git log`` output is written in pieces of about ``chunk_bytes`` (one transaction
+    each); ``chunk_commits`` is kept for callers and no longer used. A repository that
+    lacks objects (partial clone, damaged pack) degrades: see ``missing.py``.
+    """
+    del chunk_commits
     started = time.perf_counter()
     repo = GitRepository.open(spec.name, spec.path)
+    # git log flushes stdout after every commit when it writes to a pipe: one write and
+    # one read of a few hundred bytes per commit. Fully buffered, it writes whole pages.
+    repo.env["GIT_FLUSH"] = "0"
     head_ref, head_hash = repo.head()
     refs = repo.refs()
     shallow = repo.is_shallow()
@@ -388,15 +440,23 @@ def refresh_repository(
         # CPU overall than a pool that competes with git for both.
         con.execute("SET threads = 1")
         if tips:
-            stream = repo.stream(["log", *LOG_ARGS, "--stdin"], stdin_lines=revs)
-            _stream_into_warehouse(
-                con,
-                spec.name,
-                iter_batches(stream, chunk_commits),
-                result,
-                progress,
-                not has_stored,
-            )
+            failure: RepositoryError | None = None
+            degraded = is_partial_clone(repo)  # never let git fetch a blob at a time
+            if not degraded:
+                try:
+                    stream = repo.stream(["log", *LOG_ARGS, "--stdin"], stdin_lines=revs)
+                    _stream_into_warehouse(
+                        con,
+                        spec.name,
+                        iter_chunks(stream, chunk_bytes),
+                        result,
+                        progress,
+                        not has_stored,
+                    )
+                except RepositoryError as exc:
+                    failure, degraded = exc, True
+            if degraded:
+                _extract_readable(con, repo, revs, result, progress, chunk_bytes, failure)
 
         # 2. commits a rewrite left behind
         if has_stored:

@@ -13,9 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 LOG_FORMAT = "%x1e%H%x1f%P%x1f%aN%x1f%aE%x1f%ad%x1f%cN%x1f%cE%x1f%cd%x1f%B%x1d"
 LOG_ARGS = ["-z", "--numstat", "-M", "--date=raw", "--use-mailmap", f"--format={LOG_FORMAT}"]
+# the same records without the diff: for commits whose diff git cannot compute
+HEADER_ARGS = ["-z", "--date=raw", "--use-mailmap", f"--format={LOG_FORMAT}"]
 
 _RECORD = b"\x1e"
 _HASH_START = re.compile(rb"^[0-9a-f]{40,64}\x1f")
@@ -299,3 +302,214 @@ def iter_batches(chunks: Iterable[bytes], size: int) -> Iterator[ColumnBatch]:
             batch = ColumnBatch()
     if len(batch):
         yield batch
+
+
+# ---------------------------------------------------------------------------------------
+# The same parse in DuckDB, for the extraction's hot path.
+#
+# Parsing a commit in Python costs tens of microseconds, as much CPU as the git log that
+# produces it (see benchmarks/bench_git.py). DuckDB splits, matches and casts the same
+# bytes in vectorised C++, and the rows it produces are written without ever becoming
+# Python objects. ``ColumnBatch`` stays the reference: a chunk the SQL cannot take
+# exactly as Python would (bytes that are not UTF-8, a record separator inside a message,
+# anything malformed) is parsed by it instead, so both paths store the same rows.
+
+STAGED_COMMITS = "chunk_commits"
+STAGED_FILES = "chunk_files"
+
+# What str.strip() strips (str.isspace()), so subjects match split_message exactly.
+_WHITESPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())
+# BOT_PATTERNS for RE2: \s spelled out as Python's Unicode whitespace, case-insensitive.
+_RE2_SPACE = "".join(
+    f"\\x{{{ord(c):x}}}" for c in _WHITESPACE
+)  # every whitespace code point, escaped
+_BOT_RE2 = "(?i)" + BOT_PATTERNS.pattern.replace("\\s", _RE2_SPACE)
+_TEXT_RECORD_START = re.compile("\x1e[0-9a-f]{40,64}\x1f")
+_BYTES_HASH_AT = re.compile(rb"[0-9a-f]{40,64}\x1f")
+
+# one numstat entry: ``ins\tdel\tpath\0`` or, for a rename, ``ins\tdel\t\0old\0new\0``
+_NUMSTAT_RE2 = r"\n*([0-9]+|-)\t([0-9]+|-)\t(?:([^\x00]+)|\x00([^\x00]*)\x00([^\x00]*))\x00"
+_OFFSET_SQL = (
+    "(CASE WHEN {t}[1] = '-' THEN -1 ELSE 1 END) * "
+    "(TRY_CAST({t}[2:3] AS INTEGER) * 60 + TRY_CAST({t}[4:5] AS INTEGER))"
+)
+
+# records of the chunk: header fields (the message may hold \x1f, rejoined) and the tail
+# after the first \x1d (the numstat entries, which may hold \x1d in a path)
+_RECORDS_SQL = """
+SELECT f[1] AS hash, f[2] AS parents, f[3] AS author_name, f[4] AS author_email,
+       f[5] AS ad, f[6] AS committer_name, f[7] AS committer_email, f[8] AS cd,
+       CASE WHEN len(f) = 9 THEN f[9] ELSE array_to_string(f[9:], chr(31)) END AS message,
+       len(f) AS n_fields, n_parts, tail
+FROM (
+    SELECT string_split(p[1], chr(31)) AS f, len(p) AS n_parts,
+           CASE WHEN len(p) = 2 THEN p[2] ELSE array_to_string(p[2:], chr(29)) END AS tail
+    FROM (SELECT string_split(rec, chr(29)) AS p
+          FROM (SELECT unnest(string_split($text, chr(30))) AS rec) WHERE rec <> '')
+)
+"""
+
+_STAGE_FILES_SQL = f"""
+CREATE OR REPLACE TEMP TABLE {STAGED_FILES} AS
+SELECT hash AS commit_hash, coalesce(e.path, e.new) AS path, e.old AS old_path,
+       e.ins = '-' AS is_binary, TRY_CAST(e.ins AS BIGINT) AS insertions,
+       TRY_CAST(e.del AS BIGINT) AS deletions
+FROM (SELECT hash, unnest(regexp_extract_all(tail, '{_NUMSTAT_RE2}',
+                                             ['ins', 'del', 'path', 'old', 'new'])) AS e
+      FROM ({_RECORDS_SQL}) WHERE strlen(tail) > 2)
+"""
+
+_STAGE_COMMITS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE {STAGED_COMMITS} AS
+SELECT r.hash, r.author_name, r.author_email, r.committer_name, r.committer_email,
+       TRY_CAST(split_part(r.ad, ' ', 1) AS BIGINT) AS authored_epoch,
+       {_OFFSET_SQL.format(t="split_part(r.ad, ' ', 2)")} AS author_offset,
+       TRY_CAST(split_part(r.cd, ' ', 1) AS BIGINT) AS committed_epoch,
+       {_OFFSET_SQL.format(t="split_part(r.cd, ' ', 2)")} AS committer_offset,
+       r.parents,
+       CASE WHEN r.parents = '' THEN 0 ELSE len(string_split(r.parents, ' ')) END AS parent_count,
+       CASE WHEN contains(r.head, chr(10))
+            THEN array_to_string(list_transform(string_split(r.head, chr(10)),
+                                                x -> trim(x, {{ws}})), ' ')
+            ELSE trim(r.head, {{ws}}) END AS subject,
+       CASE WHEN len(r.paragraphs) = 1 THEN ''
+            ELSE trim(array_to_string(r.paragraphs[2:], chr(10) || chr(10)), chr(10)) END AS body,
+       coalesce(a.n, 0)::INTEGER AS files_changed, coalesce(a.ins, 0)::BIGINT AS insertions,
+       coalesce(a.del, 0)::BIGINT AS deletions, coalesce(a.bin, 0)::INTEGER AS binary_files,
+       regexp_matches(r.author_name, '{{bot}}')
+           OR regexp_matches(split_part(r.author_email, '@', 1), '{{bot}}')
+           OR suffix(r.author_email, '[bot]@users.noreply.github.com') AS is_bot,
+       -- what the Python parser would refuse or read differently: the chunk goes there
+       (r.n_parts < 2 OR r.n_fields < 9
+        OR authored_epoch IS NULL OR author_offset IS NULL
+        OR committed_epoch IS NULL OR committer_offset IS NULL
+        OR strlen(r.ad) <> strlen(split_part(r.ad, ' ', 1)) + 6
+        OR strlen(r.cd) <> strlen(split_part(r.cd, ' ', 1)) + 6
+        OR split_part(r.ad, ' ', 2)[1] NOT IN ('+', '-')
+        OR split_part(r.cd, ' ', 2)[1] NOT IN ('+', '-')
+       ) AS suspect
+FROM (SELECT *, paragraphs[1] AS head
+      FROM (SELECT *, string_split(trim(message, chr(10)), chr(10) || chr(10)) AS paragraphs
+            FROM ({_RECORDS_SQL}))) r
+LEFT JOIN (SELECT commit_hash, count(*) AS n, sum(insertions) AS ins, sum(deletions) AS del,
+                  count(*) FILTER (WHERE is_binary) AS bin,
+                  count(*) FILTER (WHERE old_path IS NOT NULL) AS renames
+           FROM {STAGED_FILES} GROUP BY commit_hash) a ON a.commit_hash = r.hash
+""".format(
+    # literals, not parameters: DuckDB compiles a constant pattern once, a parameter per row
+    bot=_BOT_RE2,
+    ws=" || ".join(f"chr({ord(c)})" for c in _WHITESPACE),
+)
+
+
+def stage_chunk(con: Any, data: bytes) -> int:
+    """Parse one chunk of whole ``git log`` records into the two staging tables.
+
+    ``chunk_commits`` gets :attr:`ColumnBatch.COMMIT_COLUMNS`, ``chunk_files``
+    :attr:`ColumnBatch.FILE_COLUMNS`, exactly as ``ColumnBatch`` would fill them.
+    Returns the number of commits. DuckDB does the work when the chunk is UTF-8 and
+    plain; otherwise ``ColumnBatch`` does, so nothing is lost or read differently.
+    """
+    text: str | None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.count("\x1e") == len(_TEXT_RECORD_START.findall(text)):
+        con.execute(_STAGE_FILES_SQL, {"text": text})
+        con.execute(_STAGE_COMMITS_SQL, {"text": text})
+        row = con.execute(
+            f"""SELECT (SELECT count(*) FROM {STAGED_COMMITS}),
+                       (SELECT count(*) FROM {STAGED_COMMITS} WHERE suspect),
+                       (SELECT count(*) + count(old_path) * 2 FROM {STAGED_FILES})"""
+        ).fetchone()
+        # Every NUL ends a record or a numstat token (headers cannot hold one): any
+        # other means an entry the pattern skipped, which the Python parser refuses.
+        nuls = text.count("\0")
+        if row and not row[1] and nuls in (row[0] + row[2], row[0] + row[2] - 1):
+            return int(row[0])
+    return _stage_with_python(con, data)
+
+
+def _stage_with_python(con: Any, data: bytes) -> int:
+    """The reference parser, for the chunks SQL leaves alone; raises on malformed records."""
+    import pandas as pd
+
+    batch = ColumnBatch()
+    for record in iter_records([data]):
+        batch.add(record)
+    commits = pd.DataFrame(
+        {c: pd.Series(batch.commits[c], dtype=object) for c in batch.COMMIT_COLUMNS}
+    )
+    f = batch.files
+    files = pd.DataFrame(
+        {
+            "commit_hash": pd.Series(f["commit_hash"], dtype=object),
+            "path": pd.Series(f["path"], dtype=object),
+            "old_path": pd.Series(f["old_path"], dtype=object),
+            "is_binary": pd.Series(f["is_binary"], dtype=bool),
+            "insertions": pd.Series(f["insertions"], dtype="Int64"),
+            "deletions": pd.Series(f["deletions"], dtype="Int64"),
+        }
+    )
+    con.register("py_commits", commits)
+    con.register("py_files", files)
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE {STAGED_COMMITS} AS
+            SELECT hash::VARCHAR AS hash, author_name::VARCHAR AS author_name,
+                   author_email::VARCHAR AS author_email, committer_name::VARCHAR AS committer_name,
+                   committer_email::VARCHAR AS committer_email,
+                   authored_epoch::BIGINT AS authored_epoch, author_offset::INTEGER AS author_offset,
+                   committed_epoch::BIGINT AS committed_epoch,
+                   committer_offset::INTEGER AS committer_offset, parents::VARCHAR AS parents,
+                   parent_count::INTEGER AS parent_count, subject::VARCHAR AS subject,
+                   body::VARCHAR AS body, files_changed::INTEGER AS files_changed,
+                   insertions::BIGINT AS insertions, deletions::BIGINT AS deletions,
+                   binary_files::INTEGER AS binary_files, is_bot::BOOLEAN AS is_bot,
+                   false AS suspect
+            FROM py_commits
+            """
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE {STAGED_FILES} AS
+            SELECT commit_hash::VARCHAR AS commit_hash, path::VARCHAR AS path,
+                   old_path::VARCHAR AS old_path, is_binary, insertions::BIGINT AS insertions,
+                   deletions::BIGINT AS deletions
+            FROM py_files
+            """
+        )
+    finally:
+        con.unregister("py_commits")
+        con.unregister("py_files")
+    return len(batch)
+
+
+def iter_chunks(chunks: Iterable[bytes], target_bytes: int) -> Iterator[bytes]:
+    """Regroup a ``git log`` byte stream into pieces of whole records, about ``target_bytes`` each.
+
+    A piece is cut just before a ``\\x1e`` that is followed by a hash and a field
+    separator, as :func:`iter_records` splits, so no record straddles two pieces.
+    """
+    buf = bytearray()
+    for chunk in chunks:
+        buf += chunk
+        if len(buf) < target_bytes:
+            continue
+        cut = _last_record_start(buf)
+        if cut > 0:
+            yield bytes(buf[:cut])
+            del buf[:cut]
+    if buf:
+        yield bytes(buf)
+
+
+def _last_record_start(buf: bytearray) -> int:
+    end = len(buf)
+    while (pos := buf.rfind(b"\x1e", 0, end)) > 0:
+        if _BYTES_HASH_AT.match(buf, pos + 1):
+            return pos
+        end = pos
+    return -1
