@@ -10,7 +10,7 @@ squash merges ``Title (#N)``):
    body; quotes of a test title elsewhere become ``...``). Hashes are mapped.
 2. The copy goes through the product's pipeline: extraction
    (``refresh_repository``), embedding (``embed_repository``), the change-terms
-   pass (``refresh_change_terms``), ``load_corpus`` + ``corpus_tokens``, the
+   pass (``refresh_change_terms``), ``load_corpus`` + ``with_change_terms``, the
    ranker weights learned from the *older* PRs only (``learn_from_history``),
    ``SearchIndex.build`` + ``publish``, and queries through ``semantic_search``.
 3. Every test PR title is a query; its relevant results are the commits the PR
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     from symbiotic_assets.git.extract import refresh_repository
     from symbiotic_assets.git.repository import GitRepository
     from symbiotic_assets.search.api import semantic_search
-    from symbiotic_assets.search.change_terms import corpus_tokens, refresh_change_terms
+    from symbiotic_assets.search.change_terms import refresh_change_terms, with_change_terms
     from symbiotic_assets.search.commit_embeddings import embed_repository, load_corpus, model_key
     from symbiotic_assets.search.index import SearchIndex, publish
     from symbiotic_assets.search.lexical import BM25Index
@@ -252,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         change = refresh_change_terms(con, GitRepository.open(name, split_path), name)
     timings["change terms"] = time.perf_counter() - t
     with connect(db) as con:
-        corpus = load_corpus(con, key, [name])
-        tokens = corpus_tokens(con, corpus.hashes, corpus.repositories, corpus.texts)
+        corpus = with_change_terms(con, load_corpus(con, key, [name]))
         messages = {
             h: f"{s or ''}\n{b or ''}"
             for h, s, b in con.execute(
@@ -262,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             ).fetchall()
         }
     t = time.perf_counter()
-    base_index = SearchIndex.build(corpus, key, tokens=tokens)
+    base_index = SearchIndex.build(corpus, key)
     timings["index"] = time.perf_counter() - t
 
     def history(pulls: Sequence[object]) -> list[HistoryQuery]:
@@ -278,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
         np.save(args.dump_pairs, history_pair_matrix(base_index, history(split.train),
                                                      embedder.embed_many))  # fmt: skip
-    index = SearchIndex.build(corpus, key, weights=weights, tokens=tokens)
+    index = SearchIndex.build(corpus, key, weights=weights)
     root = work / "published"
     publish(index, root)
 

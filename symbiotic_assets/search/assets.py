@@ -17,6 +17,7 @@ import dagster as dg
 from symbiotic_assets.core.resources import EmbedderResource
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
 from symbiotic_assets.git.assets import COMMIT_FILES, COMMITS, repositories_partitions
+from symbiotic_assets.search.change_assets import CHANGE_TERMS
 
 GROUP = "search"
 COMMIT_EMBEDDINGS = dg.AssetKey(["search", "commit_embeddings"])
@@ -163,7 +164,7 @@ def ranker_weights(
 
 @dg.asset(
     key=SERVING_INDEX,
-    deps=[COMMIT_EMBEDDINGS, RANKER_WEIGHTS],
+    deps=[COMMIT_EMBEDDINGS, RANKER_WEIGHTS, CHANGE_TERMS],
     group_name=GROUP,
     pool=WAREHOUSE_POOL,
     description="The published search index (vectors .npy, BM25, commit metadata, ranker "

@@ -35,12 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from symbiotic_assets.search.text import tokenize
-
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
     from symbiotic_assets.git.repository import GitRepository
+    from symbiotic_assets.search.index import CommitCorpus
 
 CHANGE_TERMS_VERSION = 1
 MAX_FUNCTIONS = 20
@@ -389,20 +388,16 @@ def change_text(functions: Sequence[str], identifiers: Sequence[str], branches: 
     return " ".join(p for p in parts if p)
 
 
-def corpus_tokens(
-    con: duckdb.DuckDBPyConnection, hashes: Sequence[str], repositories: Sequence[str], texts: Sequence[str]
-) -> list[list[str]]:  # fmt: skip
-    """Index terms per corpus row: its text's terms plus its change terms (when read).
-
-    Rows without change terms (not read yet, or the tables do not exist) keep
-    exactly the terms of their text, so the index works before this pass ran.
-    """
+def change_texts(
+    con: duckdb.DuckDBPyConnection, hashes: Sequence[str], repositories: Sequence[str]
+) -> list[str]:
+    """Per commit, the words its change adds to its index terms ('' when not read yet)."""
     ensure_schema(con)
-    frame_rows = con.execute(
+    rows = con.execute(
         """
         WITH g AS (
-            SELECT repository, commit_hash, list(DISTINCT branch) FILTER (WHERE branch IS NOT NULL)
-                       AS branches,
+            SELECT repository, commit_hash,
+                   list(DISTINCT branch) FILTER (WHERE branch IS NOT NULL) AS branches,
                    list(DISTINCT pr_number) FILTER (WHERE pr_number IS NOT NULL) AS prs
             FROM search.change_groups GROUP BY ALL
         )
@@ -413,12 +408,32 @@ def corpus_tokens(
         FULL OUTER JOIN g ON g.repository = t.repository AND g.commit_hash = t.hash
         """
     ).fetchall()
-    extra = {(r[0], r[1]): change_text(r[2], r[3], r[4], r[5]) for r in frame_rows}
-    out: list[list[str]] = []
-    for h, repo, text in zip(hashes, repositories, texts, strict=True):
-        more = extra.get((repo, h))
-        out.append(tokenize(text) + (tokenize(more) if more else []))
-    return out
+    extra = {(r[0], r[1]): change_text(r[2], r[3], r[4], r[5]) for r in rows}
+    return [extra.get((repo, h), "") for h, repo in zip(hashes, repositories, strict=True)]
+
+
+def with_change_terms(con: duckdb.DuckDBPyConnection, corpus: CommitCorpus) -> CommitCorpus:
+    """``corpus`` whose index texts also carry each commit's change terms.
+
+    Only the lexical index reads ``texts`` at publish time (vectors were embedded
+    from the commit text alone), so this widens what BM25 matches without
+    re-embedding anything. Commits not read yet keep their text unchanged.
+    """
+    import dataclasses
+
+    extra = change_texts(con, corpus.hashes, corpus.repositories)
+    texts = [f"{t}\n{x}" if x else t for t, x in zip(corpus.texts, extra, strict=True)]
+    return dataclasses.replace(corpus, texts=texts)
+
+
+def change_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """Changes whenever ``change_texts`` may change: row counts of both tables."""
+    ensure_schema(con)
+    row = con.execute(
+        "SELECT (SELECT count(*) FROM search.change_terms), "
+        "(SELECT count(*) FROM search.change_groups)"
+    ).fetchone()
+    return f"changes:{row[0]}:{row[1]}" if row else "changes:0:0"
 
 
 # --------------------------------------------------------------------------- published groups

@@ -331,6 +331,7 @@ def publish_from_warehouse(
     """
     from collections import Counter
 
+    from symbiotic_assets.search.change_terms import change_fingerprint, with_change_terms
     from symbiotic_assets.search.index import FORMAT_VERSION, publish_streamed, published_meta
 
     parts = [
@@ -340,6 +341,7 @@ def publish_from_warehouse(
         # the weights themselves, not when they were (re)trained: an unchanged retrain is no change
         json.dumps([weights.weights, weights.source], sort_keys=True) if weights else "",
         _without_trained_at(clicks.to_json()) if clicks is not None else "",
+        change_fingerprint(con),
     ]
     fingerprint = hashlib.sha256("\n".join(parts).encode()).hexdigest()
     current = published_meta(root)
@@ -351,7 +353,8 @@ def publish_from_warehouse(
             ann=str(current.get("ann", "")),
             repositories=dict(current.get("repositories", {})),
         )
-    corpus = load_corpus(con, model, with_vectors=False)
+    # BM25 also matches what each commit changed (functions, identifiers, PR branch)
+    corpus = with_change_terms(con, load_corpus(con, model, with_vectors=False))
     by_repo = dict(Counter(corpus.repositories))
     chunks = vector_chunks(con, model, corpus.repositories, corpus.hashes)
     index = publish_streamed(

@@ -43,12 +43,16 @@ def published(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     from symbiotic_assets.git.extract import refresh_repository
     from symbiotic_assets.git.repository import GitRepository
     from symbiotic_assets.search.change_terms import (
-        corpus_tokens,
         publish_groups,
         refresh_change_terms,
     )
-    from symbiotic_assets.search.commit_embeddings import embed_repository, load_corpus, model_key
-    from symbiotic_assets.search.index import SearchIndex, publish
+    from symbiotic_assets.search.commit_embeddings import (
+        embed_repository,
+        load_corpus,
+        model_key,
+        publish_from_warehouse,
+    )
+    from symbiotic_assets.search.index import SearchIndex
 
     base = tmp_path_factory.mktemp("changes")
     home = base / "home"
@@ -82,13 +86,13 @@ def published(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
         first = refresh_change_terms(con, GitRepository.open("demo", b.path), "demo")
         again = refresh_change_terms(con, GitRepository.open("demo", b.path), "demo")
         corpus = load_corpus(con, model_key(embedder), ["demo"])
-        tokens = corpus_tokens(con, corpus.hashes, corpus.repositories, corpus.texts)
+        # the product's publish: the serving index reads the change terms itself
+        publish_from_warehouse(con, home / "published" / "search", model_key(embedder))
         publish_groups(con, home / "published" / "search-changes")
         rows = con.execute(
             "SELECT hash, functions FROM search.change_terms WHERE repository = 'demo'"
         ).fetchall()
     root = home / "published" / "search"
-    publish(SearchIndex.build(corpus, model_key(embedder), tokens=tokens), root)
     plain = SearchIndex.build(corpus, model_key(embedder))
     mp = pytest.MonkeyPatch()
     mp.setenv("SYMBIOTIC_HOME", str(home))
