@@ -38,7 +38,15 @@ from typing import Any
 import numpy as np
 
 from benchmarks.vector_data import base_set, grow, queries_for, repositories
-from symbiotic_assets.core.vectors import VectorIndex, exact_top, load_index, one_thread
+from symbiotic_assets.core.vectors import (
+    VectorIndex,
+    default_lists,
+    default_nprobe,
+    exact_top,
+    load_index,
+    one_thread,
+    train_size,
+)
 
 Search = Callable[[np.ndarray, int, "np.ndarray | None"], np.ndarray]
 
@@ -146,14 +154,14 @@ def build_candidate(
             fx = faiss.IndexFlatIP(d)
             fx.add(x)
         else:
-            nlist = max(16, int(np.sqrt(len(x))))
+            nlist = default_lists(len(x))  # the same lists and probes as ours
             quant = faiss.IndexFlatIP(d)
             fx = faiss.IndexIVFFlat(quant, d, nlist, faiss.METRIC_INNER_PRODUCT)
             fx.cp.spherical = True
             rng = np.random.default_rng(0)
-            fx.train(x[rng.choice(len(x), min(len(x), 65_536), replace=False)])
+            fx.train(x[rng.choice(len(x), min(len(x), train_size(nlist)), replace=False)])
             fx.add(x)
-            fx.nprobe = max(16, nlist // 25)
+            fx.nprobe = default_nprobe(nlist)
         t_build = time.perf_counter() - t0
         faiss.write_index(fx, str(folder / "i.faiss"))
         disk = dir_bytes(folder)
@@ -270,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
             "usearch",
         ],
     )
+    parser.add_argument("--graph-max-rows", type=int, default=200_000,
+                        help="skip hnswlib and usearch above this size (their builds take "
+                        "minutes to an hour at 1M rows on two cores)")  # fmt: skip
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     base = base_set(args.repo or [Path(".")])
@@ -287,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         allowed = repo == 7  # about 3% of rows
         qs = queries_for(base, si, args.queries)
         for name in args.libs:
+            if name in ("hnswlib", "usearch") and n > args.graph_max_rows:
+                print(f"| {n:,} | {name} | skipped: above --graph-max-rows |", flush=True)
+                continue
             folder = Path(tempfile.mkdtemp(prefix=f"bench-vectors-{name}-"))
             try:
                 search, t_build, mem, disk, t_open = build_candidate(name, x, folder)

@@ -116,18 +116,26 @@ def cached_embeddings(texts: list[str], embedder: IssueEmbedder) -> np.ndarray:
 
 def grow(base: BaseSet, n: int, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
     """``n`` unit rows: stored base vectors plus per-row Gaussian noise, renormalised."""
+    return grow_with_sources(base, n, seed, chunk)[0]
+
+
+def grow_with_sources(
+    base: BaseSet, n: int, seed: int = 0, chunk: int = 100_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """``grow`` plus, per row, the index (into ``base.stored``) of the text it came from."""
     rng = np.random.default_rng(seed)
     src = base.vectors[base.stored]
     dim = src.shape[1]
     out = np.empty((n, dim), dtype=np.float32)
+    owners = rng.integers(0, len(src), n)
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        owner = rng.integers(0, len(src), e - s)
+        owner = owners[s:e]
         sigma = rng.uniform(0.016, 0.04, size=(e - s, 1)).astype(np.float32)
         block = src[owner] + rng.standard_normal((e - s, dim), dtype=np.float32) * sigma
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         out[s:e] = block
-    return out
+    return out, owners
 
 
 def repositories(n: int, seed: int = 1) -> np.ndarray:
