@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -577,6 +580,35 @@ def test_cli_parsers_fuzz(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert strict.exit_code == 1 and isinstance(strict.exception, SystemExit)  # documented
     with capsys.disabled():
         print(f"\nCLI fuzz: {runs} invocations, {exits} refused with exit 2, none exit 1")
+
+
+def test_the_real_command_with_bytes_that_are_not_utf8(
+    symbiotic_home: Path, tmp_path: Path
+) -> None:
+    """argv and file names as the OS gives them: bytes, decoded with surrogateescape."""
+    env = {**os.environ, "SYMBIOTIC_HOME": str(symbiotic_home), "COLUMNS": "250"}
+    name = b"caf\xe9.jsonl"
+    (tmp_path / os.fsdecode(name)).write_bytes(
+        (dumps({**GOOD_ATTEMPT, "message": "[/red] m"}) + "\n[/red] not json\n").encode()
+    )
+
+    def symbiotic(*args: bytes) -> subprocess.CompletedProcess[bytes]:
+        command = [sys.executable.encode(), b"-m", b"symbiotic_assets.cli", *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=300)
+
+    feedback = symbiotic(b"record", b"feedback", b"--recommendation-id", b"r\xff")
+    assert feedback.returncode == 2, feedback.stderr
+    assert b"feedback.recommendation_id: Input should be a valid string" in feedback.stderr
+    search = symbiotic(b"search", b"q\xff")
+    assert (
+        search.returncode == 2
+        and b"QUERY: contains bytes that are not valid UTF-8" in search.stderr
+    )
+    imported = symbiotic(b"import", name)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert b"line 2: invalid JSON: Expecting value at column 2" in imported.stdout
+    for run in (feedback, search, imported):
+        assert b"Traceback" not in run.stdout + run.stderr
 
 
 @pytest.mark.usefixtures("symbiotic_home")
