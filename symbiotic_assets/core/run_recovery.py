@@ -17,7 +17,12 @@ What this module does:
   in-process runs; the run worker for runs the daemon launches), with the event's time.
   A live process with that pid counts only if it already existed then (a pid reused by a
   later process does not keep a dead run alive). Runs tagged with :func:`process_tags`
-  also name their host; runs of another host are never judged from here.
+  also name their host; runs of another host are never judged from here. A run whose
+  worker died while one of its step processes (multiprocess executor) still runs is alive
+  until that process ends.
+- Children a killed ``symbiotic run`` left running (dbt keeps building, and locking, the
+  warehouse) are ended by the next recovery, from a :class:`ChildLedger` of pids and
+  start times that the process keeps while it runs.
 - :func:`guard_interrupts` makes SIGINT/SIGTERM stop ``symbiotic run`` within seconds,
   also while it waits for a slot: Dagster defers those signals until a step's code runs,
   which never happens while a step waits for its slot.
@@ -25,7 +30,9 @@ What this module does:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import json
 import os
 import select
 import signal
@@ -79,7 +86,7 @@ class RecoveredRun:
     pools: tuple[str, ...]  # pools whose slots or queue places it held
 
     def label(self) -> str:
-        part = f" [{self.partition}]" if self.partition else ""
+        part = f":{self.partition}" if self.partition else ""
         return f"{self.job_name}{part} {self.run_id[:8]} (pid {self.pid}, was {self.status})"
 
 
@@ -90,10 +97,12 @@ class RecoveryReport:
     freed_finished: list[str] = field(default_factory=list)
     # unfinished runs whose process cannot be checked from here (another host)
     undecided: list[str] = field(default_factory=list)
+    # "pid name" of child processes (dbt, git) that dead processes left running, now ended
+    ended_processes: list[str] = field(default_factory=list)
 
     def summary(self) -> str | None:
         """One line naming what was recovered, or None when there was nothing to do."""
-        if not self.recovered and not self.freed_finished:
+        if not self.recovered and not self.freed_finished and not self.ended_processes:
             return None
         parts = []
         if self.recovered:
@@ -106,6 +115,10 @@ class RecoveryReport:
         if self.freed_finished:
             ids = ", ".join(r[:8] for r in self.freed_finished)
             parts.append(f"freed slots still held by finished run(s) {ids}")
+        if self.ended_processes:
+            parts.append(
+                "ended processes that killed runs left running: " + ", ".join(self.ended_processes)
+            )
         return "Recovered: " + "; ".join(parts)
 
 
@@ -179,6 +192,23 @@ def run_process(instance: dg.DagsterInstance, run: DagsterRun) -> RunProcess | N
     return RunProcess(pid=pid, running_at=entry.timestamp)
 
 
+def _step_processes_alive(instance: dg.DagsterInstance, run: DagsterRun, run_pid: int) -> bool:
+    """Whether a step process of ``run`` (the multiprocess executor's children) still runs.
+
+    Killing a run worker can orphan a step process that keeps writing the warehouse; its
+    run is not dead until that step process is gone too.
+    """
+    records = instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.STEP_START
+    ).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        pid = event.pid if event is not None else None
+        if pid is not None and pid != run_pid and process_is_alive(pid, record.timestamp):
+            return True
+    return False
+
+
 def _slot_holders(instance: dg.DagsterInstance) -> dict[str, set[str]]:
     """run id -> pools in which it holds a slot or a place in the queue."""
     storage = instance.event_log_storage
@@ -236,6 +266,9 @@ def recover_dead_runs(instance: dg.DagsterInstance) -> RecoveryReport:
     this_host = socket.gethostname()
     local = _local_storage(instance)
     with _recovery_lock(instance):
+        root = getattr(instance, "root_directory", None)
+        if root:
+            report.ended_processes = end_orphans(Path(root) / LEDGER_DIR)
         holders = _slot_holders(instance)
         records = instance.get_run_records(filters=dg.RunsFilter(statuses=_UNFINISHED))
         unfinished = {r.dagster_run.run_id for r in records}
@@ -251,6 +284,8 @@ def recover_dead_runs(instance: dg.DagsterInstance) -> RecoveryReport:
                 report.undecided.append(run.run_id)  # shared storage: the pid may be remote
                 continue
             if process_is_alive(proc.pid, proc.running_at):
+                continue
+            if _step_processes_alive(instance, run, proc.pid):
                 continue
             fresh = instance.get_run_by_id(run.run_id)
             if fresh is None or fresh.status not in _UNFINISHED:
@@ -288,11 +323,16 @@ class _InterruptGuard:
     concurrency slot never reads). A watcher thread reads the pipe; after a short grace
     (a second signal: at once) it records this process's unfinished runs as failed, frees
     their slots, ends its child processes (dbt, git) and exits with 128 + signal number.
+
+    Every second the same thread writes this process's children to a ledger in the
+    Dagster home, so that when this process is killed outright, the next recovery ends
+    the children it left running (a dbt build still writing the warehouse).
     """
 
-    def __init__(self, grace_seconds: float) -> None:
+    def __init__(self, grace_seconds: float, ledger_dir: Path | None) -> None:
         self.grace_seconds = grace_seconds
         self.installed_at = time.time()
+        self.ledger = ChildLedger(ledger_dir) if ledger_dir is not None else None
         self._read_fd, self._write_fd = os.pipe()
         self._stderr_fd = os.dup(2)
         os.set_blocking(self._write_fd, False)
@@ -310,7 +350,12 @@ class _InterruptGuard:
         deadline = float("inf")
         wanted = {int(signal.SIGINT), int(signal.SIGTERM)}
         while True:
-            timeout = None if first is None else max(0.0, deadline - time.monotonic())
+            if first is None:
+                timeout = LEDGER_INTERVAL_SECONDS
+                if self.ledger is not None:
+                    self.ledger.record()
+            else:
+                timeout = max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select([self._read_fd], [], [], timeout)
             if ready:
                 received = [b for b in os.read(self._read_fd, 64) if b in wanted]
@@ -351,6 +396,8 @@ class _InterruptGuard:
         labels: list[str] = []
         run_ids: list[str] = []
         _end_children()
+        if self.ledger is not None:
+            self.ledger.remove()
         try:
             instance = dg.DagsterInstance.get()
             holders = _slot_holders(instance)
@@ -410,6 +457,82 @@ def free_after_exit(pid: int, run_ids: Iterable[str], timeout: float = 120.0) ->
     return freed
 
 
+# --- children left behind ---------------------------------------------------------------
+
+LEDGER_DIR = ".symbiotic-children"
+LEDGER_INTERVAL_SECONDS = 1.0
+
+
+class ChildLedger:
+    """This process's child processes, kept in ``<dir>/<pid>.json`` while it runs.
+
+    A process killed with SIGKILL cannot end its children; dbt, for one, keeps building
+    (and locking) the warehouse. The ledger lets the next recovery end exactly those
+    processes: each is named by pid and creation time, so a recycled pid is never hit.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / f"{os.getpid()}.json"
+        self.me = psutil.Process()
+        self._last: list[list[float]] | None = None
+        atexit.register(self.remove)
+
+    def record(self) -> None:
+        try:
+            children = sorted([c.pid, c.create_time()] for c in self.me.children(recursive=True))
+        except psutil.Error:
+            return
+        if children == self._last:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        body = {"pid": self.me.pid, "started": self.me.create_time(), "children": children}
+        tmp.write_text(json.dumps(body), encoding="utf-8")
+        os.replace(tmp, self.path)
+        self._last = children
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def end_orphans(ledger_dir: Path) -> list[str]:
+    """End the recorded children of processes that are gone; ``pid name`` of each ended.
+
+    Ledgers of live processes are left alone; a ledger whose owner is gone is removed.
+    """
+    ended: list[str] = []
+    if not ledger_dir.is_dir():
+        return ended
+    for path in sorted(ledger_dir.glob("*.json")):
+        try:
+            body = json.loads(path.read_text(encoding="utf-8"))
+            owner, started = int(body["pid"]), float(body["started"])
+            children = [(int(pid), float(created)) for pid, created in body["children"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)  # unreadable: written by a process killed mid-write
+            continue
+        if process_is_alive(owner, started):
+            continue
+        survivors = []
+        for pid, created in children:
+            try:
+                proc = psutil.Process(pid)
+                if abs(proc.create_time() - created) < 0.01:
+                    survivors.append(proc)
+            except psutil.Error:
+                continue
+        for proc in survivors:
+            with contextlib.suppress(psutil.Error):
+                ended.append(f"{proc.pid} {proc.name()}")
+                proc.terminate()
+        _, alive = psutil.wait_procs(survivors, timeout=5)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        path.unlink(missing_ok=True)
+    return ended
+
+
 def _utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, tz=UTC)
 
@@ -440,7 +563,8 @@ def guard_interrupts(grace_seconds: float = INTERRUPT_GRACE_SECONDS) -> None:
     global _guard
     if _guard is not None or threading.current_thread() is not threading.main_thread():
         return
-    _guard = _InterruptGuard(grace_seconds)
+    home = os.environ.get("DAGSTER_HOME")
+    _guard = _InterruptGuard(grace_seconds, Path(home) / LEDGER_DIR if home else None)
     _guard.install()
 
 

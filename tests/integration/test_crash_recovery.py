@@ -8,6 +8,7 @@ stdin, so a test can kill it with SIGKILL while it holds the slot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import pytest
 from gitrepo import build_standard_repo
 
@@ -28,6 +30,7 @@ from symbiotic_assets.core.run_recovery import (
     PID_TAG,
     PROCESS_START_TAG,
     dead_run_recovery_sensor,
+    end_orphans,
     process_is_alive,
     process_start_time,
     recover_dead_runs,
@@ -262,3 +265,107 @@ def test_sensor_recovers_runs_the_daemon_would_leave_stuck(
     again = dead_run_recovery_sensor(dg.build_sensor_context(instance=instance))
     assert isinstance(again, dg.SkipReason)
     assert again.skip_message == "no run left behind by a dead process"
+
+
+PARENT = textwrap.dedent("""
+    import subprocess, sys, time
+    from pathlib import Path
+    from symbiotic_assets.core.run_recovery import ChildLedger
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    ChildLedger(Path(sys.argv[1])).record()
+    print(child.pid, flush=True)
+    time.sleep(300)
+""")
+
+
+def test_children_of_a_killed_process_are_ended_by_the_next_recovery(tmp_path: Path) -> None:
+    """A SIGKILLed `symbiotic run` cannot stop its dbt; the next recovery does, exactly it."""
+    ledger_dir = tmp_path / "ledger"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(ledger_dir)], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    child = psutil.Process(child_pid)
+    child_name = child.name()
+    try:
+        assert end_orphans(ledger_dir) == []  # its owner is alive: not touched
+        assert child.is_running() and len(list(ledger_dir.glob("*.json"))) == 1
+
+        parent.kill()
+        parent.wait(timeout=30)
+        assert child.is_running()  # orphaned, as dbt is after `kill -9 symbiotic`
+        ended = end_orphans(ledger_dir)
+        assert ended == [f"{child_pid} {child_name}"]
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.wait(timeout=10)
+        assert not child.is_running()
+        assert list(ledger_dir.glob("*.json")) == []
+        assert end_orphans(ledger_dir) == []  # idempotent
+    finally:
+        parent.kill()
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+MULTIPROCESS_HOLDER = textwrap.dedent("""
+    import os, time
+    from pathlib import Path
+    import dagster as dg
+
+    @dg.op(pool="duckdb_warehouse")
+    def hold(context):
+        Path(os.environ["HELD_FILE"]).write_text(f"{context.run_id} {os.getpid()}")
+        while not Path(os.environ["RELEASE_FILE"]).exists():
+            time.sleep(0.1)
+
+    @dg.job(executor_def=dg.multiprocess_executor)
+    def step_process_holder():
+        hold()
+
+    if __name__ == "__main__":
+        with dg.DagsterInstance.get() as instance:
+            dg.execute_job(dg.reconstructable(step_process_holder), instance=instance)
+""")
+
+
+def test_run_whose_worker_died_but_step_process_lives_is_not_failed_yet(
+    tmp_path: Path, dagster_home: Path, instance: dg.DagsterInstance
+) -> None:
+    """The multiprocess executor runs steps in child processes: a killed run worker can
+    leave one writing the warehouse; its run is dead only once that process is gone."""
+    script = tmp_path / "step_process_holder.py"
+    script.write_text(MULTIPROCESS_HOLDER)
+    held, release = tmp_path / "held", tmp_path / "release"
+    env = {**os.environ, "HELD_FILE": str(held), "RELEASE_FILE": str(release)}
+    worker = subprocess.Popen([sys.executable, str(script)], env=env, cwd=tmp_path)
+    step: psutil.Process | None = None
+    try:
+        deadline = time.monotonic() + 120
+        while not held.exists() and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.2)
+        assert held.exists(), "the step never started"
+        run_id, step_pid = held.read_text().split()
+        step = psutil.Process(int(step_pid))
+        assert step.pid != worker.pid
+
+        worker.kill()  # the run worker only; its step process keeps running
+        worker.wait(timeout=30)
+        assert step.is_running()
+        assert recover_dead_runs(instance).recovered == []
+        assert status(instance, run_id) == dg.DagsterRunStatus.STARTED
+        assert run_id in slot_runs(instance)[0]
+
+        release.write_text("")
+        with contextlib.suppress(psutil.NoSuchProcess):
+            step.wait(timeout=60)
+        report = recover_dead_runs(instance)
+        assert [r.run_id for r in report.recovered] == [run_id]
+        assert status(instance, run_id) == dg.DagsterRunStatus.FAILURE
+        assert slot_runs(instance) == (set(), set(), set())
+    finally:
+        worker.kill()
+        if step is not None:
+            with contextlib.suppress(psutil.Error):
+                step.kill()
