@@ -107,6 +107,13 @@ def _duplicates(warehouse: WarehouseResource, table: str, key: str, repository: 
         ),
         dg.AssetCheckSpec("no_duplicate_commits", asset=COMMITS),
         dg.AssetCheckSpec("no_duplicate_ref_events", asset=REF_EVENTS),
+        dg.AssetCheckSpec(
+            "churn_known",
+            asset=COMMITS,
+            description="Warns when some reachable commits have unknown churn (NULL): git could "
+            "not compute their diff because the repository lacks objects (partial clone, "
+            "damaged pack).",
+        ),
     ],
     partitions_def=repositories_partitions,
     group_name=GROUP,
@@ -148,6 +155,11 @@ def git_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
         )
     if not result.has_reflog:
         context.log.warning(f"{spec.name}: no reflog; branch switches are unknown for it")
+    if result.churn_unknown or result.missing_objects:
+        context.log.warning(
+            f"{spec.name}: {result.churn_unknown} new commits stored with unknown churn; "
+            f"{result.degraded_reason or 'objects are missing'}"
+        )
 
     common: dict[str, Any] = {
         "repository": spec.name,
@@ -160,7 +172,8 @@ def git_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     yield dg.MaterializeResult(asset_key=COMMITS, metadata={
         **common, "new_commits": result.new_commits, "reachable_commits": result.reachable_commits,
         "now_unreachable": result.now_unreachable, "reachable_again": result.reachable_again,
-        "seconds": round(result.seconds, 3)})  # fmt: skip
+        "seconds": round(result.seconds, 3), "churn_unknown": result.churn_unknown,
+        "missing_objects": result.missing_objects})  # fmt: skip
     yield dg.MaterializeResult(
         asset_key=COMMIT_FILES, metadata={**common, "new_rows": result.new_files}
     )
@@ -181,6 +194,23 @@ def git_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     dup = _duplicates(warehouse, "ref_events", "event_key", spec.name)
     yield dg.AssetCheckResult(check_name="no_duplicate_ref_events", asset_key=REF_EVENTS,
                               passed=dup == 0, metadata={"duplicated_keys": dup})  # fmt: skip
+    yield _churn_known_check(warehouse, spec.name)
+
+
+def _churn_known_check(warehouse: WarehouseResource, repository: str) -> dg.AssetCheckResult:
+    """WARN (not an error: the rest of the history is right) while any churn is unknown."""
+    with warehouse.connect() as con:
+        row = con.execute(
+            "SELECT count(*) FILTER (WHERE insertions IS NULL), count(*) FROM git.commits "
+            "WHERE repository = ? AND is_reachable",
+            [repository],
+        ).fetchone()
+    unknown, total = (int(row[0]), int(row[1])) if row else (0, 0)
+    return dg.AssetCheckResult(
+        check_name="churn_known", asset_key=COMMITS, passed=unknown == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"commits_with_unknown_churn": unknown, "reachable_commits": total},
+    )  # fmt: skip
 
 
 @dg.asset(

@@ -62,6 +62,7 @@ def test_partitions_fail_alone_and_checks_pass(symbiotic_home: Path, tmp_path: P
             "no_duplicate_commits": True,
             "no_duplicate_ref_events": True,
             "no_duplicate_merges": True,
+            "churn_known": True,
         }
         mats = instance.fetch_materializations(dg.AssetKey(["git", "commits"]), limit=5).records
         assert len(mats) == 1 and mats[0].partition_key == "good"

@@ -8,10 +8,12 @@ needs a missing blob get NULL churn, every other commit the exact numstat git gi
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 from gitrepo import ALICE, BOB, GitRepoBuilder
@@ -249,3 +251,35 @@ def test_partial_clone_never_fetches_and_keeps_history(partial_clone, tmp_path, 
         con.close()
     assert refs["refs/heads/main"] == hashes[3]
     assert refs["refs/remotes/origin/main"] == hashes[3]
+
+
+def test_dagster_run_warns_on_unknown_churn(damaged, symbiotic_home: Path, tmp_path, monkeypatch):
+    repo, _, _, _ = damaged
+    cfg = tmp_path / "symbiotic.yaml"
+    cfg.write_text(f"repositories:\n  - path: {repo.path}\n    name: damaged\n")
+    monkeypatch.setenv("SYMBIOTIC_CONFIG", str(cfg))
+    from symbiotic_assets.definitions import build_definitions
+
+    job = build_definitions().resolve_job_def("git_refresh")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("repositories", ["damaged"])
+        run = job.execute_in_process(partition_key="damaged", instance=instance)
+        assert run.success  # degraded, not failed
+        checks = {
+            e.event_specific_data.check_name: e.event_specific_data
+            for e in run.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        }
+        churn = checks["churn_known"]
+        assert not churn.passed and churn.severity == dg.AssetCheckSeverity.WARN
+        assert churn.metadata["commits_with_unknown_churn"].value == 2
+        assert checks["commit_count_matches_git"].passed
+        mat = instance.fetch_materializations(dg.AssetKey(["git", "commits"]), limit=1).records[0]
+        meta = mat.asset_materialization.metadata
+        assert meta["churn_unknown"].value == 2 and meta["missing_objects"].value == 1
+        warnings = [
+            e.message
+            for e in instance.all_logs(run.run_id)
+            if e.level == logging.WARNING and "unknown churn" in (e.message or "")
+        ]
+        assert warnings
