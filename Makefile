@@ -58,7 +58,7 @@ bench: bench-git bench-embedding bench-recommend bench-search bench-many-repos
 ## bench-git: extraction throughput vs plain git log, conflict detection, no-op refresh
 bench-git: install
 	mkdir -p $(SYMBIOTIC_HOME)/bench
-	$(BIN)/python -m benchmarks.bench_git --commits 50000 --repeat 3 --json $(SYMBIOTIC_HOME)/bench/git.json
+	$(BIN)/python -m benchmarks.bench_git --commits 1000000 --rounds 3 --cache $(SYMBIOTIC_HOME)/bench --json $(SYMBIOTIC_HOME)/bench/git.json
 
 ## bench-many-repos: marginal cost per repository of symbiotic run (first and no-op) vs git log
 # on clones of this repository (SOURCE=path clones another)
