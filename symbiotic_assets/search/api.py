@@ -198,7 +198,7 @@ def explain(hit: Hit, index: SearchIndex, surface: dict[str, str]) -> str:
         parts.append(f"clicked for similar queries ({hit.click.queries})")
     elif hit.click is not None and hit.click.boost < 0:
         parts.append("skipped for similar queries")
-    if index.weights.source == "learned":
+    if index.weights.source in ("learned", "history"):
         parts.append("learned ranker")
     return "; ".join(parts)
 

@@ -100,13 +100,17 @@ def ranker_weights(
     search_embedder: EmbedderResource,
 ) -> dg.MaterializeResult:
     from symbiotic_assets.events.store import list_events
+    from symbiotic_assets.search.change_terms import history_queries
     from symbiotic_assets.search.clicks import learn_click_model, records_from_logged
     from symbiotic_assets.search.commit_embeddings import ensure_search_schema
     from symbiotic_assets.search.index import IndexNotPublishedError, load_published
     from symbiotic_assets.search.ranker import (
+        MIN_HISTORY_PRS,
+        HistoryQuery,
         RankerWeights,
         features_for_logged,
         join_clicks,
+        learn_from_history,
         learn_weights,
     )
 
@@ -114,17 +118,25 @@ def ranker_weights(
     clicks = [e.parsed() for e in list_events("search_click", limit=None)]
     logged = join_clicks(searches, clicks)
     weights = RankerWeights()
-    note = "no clicks recorded: default weights"
-    if any(s.clicked for s in logged):
-        try:
-            index = load_published(search_root())
-        except IndexNotPublishedError:
-            note = "clicks recorded but no index published to score them against: default weights"
-        else:
+    note = "default weights"
+    try:
+        index = load_published(search_root())
+    except IndexNotPublishedError:
+        index = None
+        note = "no index published yet to learn against: default weights"
+    if index is not None:
+        # Before any click: merged PRs pair a title with the commits it brought in.
+        with warehouse.connect() as con:
+            history = [HistoryQuery(t, m) for _, t, m in history_queries(con)]
+        if len(history) >= MIN_HISTORY_PRS:
+            embedder = search_embedder.get_embedder()
+            weights = learn_from_history(index, history, embedder.embed_many)
+            note = f"learned from {len(history)} merged PRs ({weights.stats.get('pairs')} pairs)"
+        if any(s.clicked for s in logged):
             embedder = search_embedder.get_embedder()
             examples = features_for_logged(index, logged, lambda qs: embedder.embed_many(qs))
-            weights = learn_weights(examples)
-            note = f"learned from {len(examples)} searches with clicks"
+            weights = learn_weights(examples, prior=weights)
+            note += f"; refined by {len(examples)} searches with clicks"
     # The embedder is only loaded when there is a clicked query to embed.
     click_model = learn_click_model(
         records_from_logged(logged), lambda qs: search_embedder.get_embedder().embed_many(qs)

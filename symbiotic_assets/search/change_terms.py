@@ -514,3 +514,33 @@ def load_groups(root: Path) -> PublishedGroups:
         for h in members:
             of_commit.setdefault((g.repository, h), i)
     return PublishedGroups(groups, of_commit, version)
+
+
+def history_queries(
+    con: duckdb.DuckDBPyConnection, per_repository: int = 1_000
+) -> list[tuple[str, str, frozenset[str]]]:
+    """(repository, PR title, its commits) of the newest merged PRs of every repository.
+
+    The ranker learns from these before anyone clicked (``ranker.learn_from_history``);
+    at most ``per_repository`` per repository, so one large repository does not
+    decide the weights for all.
+    """
+    ensure_schema(con)
+    rows = con.execute(
+        """
+        WITH g AS (
+            SELECT g.repository, g.group_hash, any_value(g.title) AS title,
+                   list(g.commit_hash) AS commits, any_value(c.committed_at) AS merged_at
+            FROM search.change_groups g
+            JOIN git.commits c ON c.repository = g.repository AND c.hash = g.group_hash
+            WHERE g.title IS NOT NULL AND length(trim(g.title)) > 0 AND c.is_reachable
+            GROUP BY g.repository, g.group_hash
+        )
+        SELECT repository, title, commits FROM (
+            SELECT *, row_number() OVER (PARTITION BY repository ORDER BY merged_at DESC, group_hash)
+                   AS n FROM g
+        ) WHERE n <= ? ORDER BY repository, merged_at, group_hash
+        """,
+        [per_repository],
+    ).fetchall()
+    return [(r[0], r[1], frozenset(r[2])) for r in rows]

@@ -277,6 +277,11 @@ def features_for_logged(
 
 
 # --------------------------------------------------------------------------- history pairs
+# Fewer merged PRs than this and the defaults stay: a handful of pairs would move the
+# weights on noise (the pull toward the prior is weak, since history is usually plentiful).
+MIN_HISTORY_PRS = 30
+
+
 @dataclass(frozen=True)
 class HistoryQuery:
     """A merged pull request as a training example: its title and the commits it brought in."""
