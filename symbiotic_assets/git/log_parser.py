@@ -410,25 +410,31 @@ def stage_chunk(con: Any, data: bytes) -> int:
     Returns the number of commits. DuckDB does the work when the chunk is UTF-8 and
     plain; otherwise ``ColumnBatch`` does, so nothing is lost or read differently.
     """
-    text: str | None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        text = None
-    if text is not None and text.count("\x1e") == len(_TEXT_RECORD_START.findall(text)):
-        con.execute(_STAGE_FILES_SQL, {"text": text})
-        con.execute(_STAGE_COMMITS_SQL, {"text": text})
-        row = con.execute(
-            f"""SELECT (SELECT count(*) FROM {STAGED_COMMITS}),
-                       (SELECT count(*) FROM {STAGED_COMMITS} WHERE suspect),
-                       (SELECT count(*) + count(old_path) * 2 FROM {STAGED_FILES})"""
-        ).fetchone()
-        # Every NUL ends a record or a numstat token (headers cannot hold one): any
-        # other means an entry the pattern skipped, which the Python parser refuses.
-        nuls = text.count("\0")
-        if row and not row[1] and nuls in (row[0] + row[2], row[0] + row[2] - 1):
-            return int(row[0])
-    return _stage_with_python(con, data)
+        return _stage_with_python(con, data)
+    staged = stage_text_with_sql(con, text)
+    return _stage_with_python(con, data) if staged is None else staged
+
+
+def stage_text_with_sql(con: Any, text: str) -> int | None:
+    """The SQL parse of a decoded chunk; None when it declines (the Python parser decides)."""
+    if text.count("\x1e") != len(_TEXT_RECORD_START.findall(text)):
+        return None  # a record separator inside a message: iter_records glues it back
+    con.execute(_STAGE_FILES_SQL, {"text": text})
+    con.execute(_STAGE_COMMITS_SQL, {"text": text})
+    row = con.execute(
+        f"""SELECT (SELECT count(*) FROM {STAGED_COMMITS}),
+                   (SELECT count(*) FROM {STAGED_COMMITS} WHERE suspect),
+                   (SELECT count(*) + count(old_path) * 2 FROM {STAGED_FILES})"""
+    ).fetchone()
+    # Every NUL ends a record or a numstat token (headers cannot hold one): any other
+    # means an entry the pattern skipped, which the Python parser refuses.
+    nuls = text.count("\0")
+    if row and not row[1] and nuls in (row[0] + row[2], row[0] + row[2] - 1):
+        return int(row[0])
+    return None
 
 
 def _stage_with_python(con: Any, data: bytes) -> int:
