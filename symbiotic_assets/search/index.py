@@ -455,7 +455,10 @@ class SearchIndex:
     def save_rest(self, folder: Path) -> None:
         """Every file but the vector index (``publish_streamed`` writes that one itself)."""
         self.bm25.save(folder)
-        sp.save_npz(folder / "subject_terms.npz", self.subject_terms, compressed=False)
+        terms = sp.csr_matrix(self.subject_terms)
+        terms.sort_indices()
+        for part in ("indptr", "indices", "data"):
+            np.save(folder / f"subject_terms_{part}.npy", getattr(terms, part))
         arrays = {
             "hashes": self.hashes,
             "hash_sorted": self.hash_sorted,
@@ -489,6 +492,7 @@ class SearchIndex:
             "model_id": self.model_id,
             "documents": self.size,
             "dimension": int(self.vectors.shape[1]) if self.size else 0,
+            "vocabulary": len(self.bm25.vocabulary),
             "ann": self.ann_description(),
             **self.meta,
         }
@@ -509,7 +513,7 @@ class SearchIndex:
                 "publish the index again"
             )
 
-        def arr(name: str, mmap: bool = False) -> np.ndarray:
+        def arr(name: str, mmap: bool = True) -> np.ndarray:
             return np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None)
 
         names = json.loads((folder / "names.json").read_text(encoding="utf-8"))
@@ -524,7 +528,7 @@ class SearchIndex:
         return cls(
             vectors=vectors,
             bm25=BM25Index.load(folder),
-            subject_terms=sp.load_npz(folder / "subject_terms.npz").tocsr(),
+            subject_terms=_load_subject_terms(folder, meta),
             hashes=arr("hashes"),
             hash_sorted=arr("hash_sorted"),
             hash_sorted_docs=arr("hash_sorted_docs"),
@@ -548,6 +552,23 @@ class SearchIndex:
             if (folder / "clicks.json").is_file()
             else None,
         )
+
+
+def _load_subject_terms(folder: Path, meta: dict[str, Any]) -> sp.csr_matrix:
+    """Memory-mapped CSR parts (format 2), or the format-1 ``.npz`` read whole."""
+    if not (folder / "subject_terms_indptr.npy").is_file():
+        return sp.load_npz(folder / "subject_terms.npz").tocsr()
+    parts = [np.load(folder / f"subject_terms_{p}.npy", mmap_mode="r")
+             for p in ("data", "indices", "indptr")]  # fmt: skip
+    shape = (len(parts[2]) - 1, int(meta.get("vocabulary", 0)) or _columns(folder))
+    matrix = sp.csr_matrix((parts[0], parts[1], parts[2]), shape=shape, copy=False)
+    matrix.has_sorted_indices = True  # written sorted; checking would read every index
+    return matrix
+
+
+def _columns(folder: Path) -> int:
+    meta = json.loads((folder / "bm25_vocabulary.json").read_text(encoding="utf-8"))
+    return len(meta["terms"])
 
 
 def _utc(value: datetime) -> datetime:
