@@ -138,12 +138,19 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
+# Built once: json.loads with hooks would build a decoder per line.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_int=_integer, parse_float=_decimal)
+_DECODER_CHECKING_KEYS = json.JSONDecoder(
+    object_pairs_hook=_object_checking_keys, parse_int=_integer, parse_float=_decimal
+)
+
+
 def _load_json(text: str) -> Any:
     # Only a \uD800-\uDFFF escape can put a surrogate into a key: look for one only then.
     escapes = "\\ud" in text or "\\uD" in text
-    hook = _object_checking_keys if escapes else _object
+    decoder = _DECODER_CHECKING_KEYS if escapes else _DECODER
     try:
-        return json.loads(text, object_pairs_hook=hook, parse_int=_integer, parse_float=_decimal)
+        return decoder.decode(text)
     except json.JSONDecodeError as exc:
         raise _line_problem(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     except _Refused as exc:
@@ -177,7 +184,8 @@ def _parse_line(raw: bytes) -> MemoryRecord:
     except UnicodeDecodeError as exc:
         raise _line_problem(f"not UTF-8: byte {exc.start} is {raw[exc.start]:#04x}") from None
     data = _load_json(text)
-    if isinstance(data, dict | list) and _too_deep(data):
+    brackets = text.count("[") + text.count("{")  # an upper bound on the depth, in C
+    if brackets > MAX_DEPTH and isinstance(data, dict | list) and _too_deep(data):
         raise _line_problem(f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
     if not isinstance(data, dict):
         raise InvalidRecordError(
