@@ -8,7 +8,9 @@ needs a missing blob get NULL churn, every other commit the exact numstat git gi
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -283,3 +285,37 @@ def test_dagster_run_warns_on_unknown_churn(damaged, symbiotic_home: Path, tmp_p
             if e.level == logging.WARNING and "unknown churn" in (e.message or "")
         ]
         assert warnings
+
+
+def _dbt_model(name: str) -> str:
+    """A model's SQL with source()/ref() resolved to the warehouse tables and sibling views."""
+    root = Path(__file__).resolve().parents[2] / "dbt_models" / "models"
+    sql = next(root.rglob(f"{name}.sql")).read_text()
+    sql = re.sub(r"\{\{\s*source\('git',\s*'(\w+)'\)\s*\}\}", r"git.\1", sql)
+    return re.sub(r"\{\{\s*ref\('(\w+)'\)\s*\}\}", r"\1", sql)
+
+
+def test_dbt_models_keep_unknown_churn_unknown(damaged, tmp_path: Path):
+    repo, c, expected, _ = damaged
+    warehouse = tmp_path / "w.duckdb"
+    refresh_repository(str(warehouse), RepositorySpec(name="damaged", path=repo.path))
+    con = duckdb.connect(str(warehouse))
+    try:
+        for model in ("stg_git__repositories", "stg_git__commits", "fct_commit_velocity_daily"):
+            con.execute(f"CREATE VIEW {model} AS {_dbt_model(model)}")
+        staged = dict(
+            con.execute("SELECT commit_hash, insertions FROM stg_git__commits").fetchall()
+        )
+        assert staged[c["c2"]] is None and staged[c["c6"]] is None  # not coalesced to 0
+        assert staged[c["c3"]] == 3
+        day = dict(
+            con.execute(
+                "SELECT commit_date, (insertions, unknown_churn_commits) "
+                "FROM fct_commit_velocity_daily"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    assert day[dt.date(2024, 1, 2)] == (0, 1)  # c2: unknown, and said so
+    assert day[dt.date(2024, 1, 3)] == (3, 0)  # c3: three lines, known
+    assert day[dt.date(2024, 1, 7)] == (0, 0)  # c7: a binary file, known

@@ -17,7 +17,9 @@ per_day as (
         count(*) filter (where is_bot and not is_merge) as bot_commits,
         count(distinct author_email) filter (where not is_merge) as authors,
         coalesce(sum(insertions) filter (where not is_merge), 0) as insertions,
-        coalesce(sum(deletions) filter (where not is_merge), 0) as deletions
+        coalesce(sum(deletions) filter (where not is_merge), 0) as deletions,
+        -- their churn is missing from insertions/deletions above (unknown, not zero)
+        count(*) filter (where not is_merge and not churn_known) as unknown_churn_commits
     from commits
     group by all
 ),
@@ -42,7 +44,8 @@ filled as (
         coalesce(d.bot_commits, 0) as bot_commits,
         coalesce(d.authors, 0) as authors,
         coalesce(d.insertions, 0) as insertions,
-        coalesce(d.deletions, 0) as deletions
+        coalesce(d.deletions, 0) as deletions,
+        coalesce(d.unknown_churn_commits, 0) as unknown_churn_commits
     from spine as s
     left join per_day as d using (repository, commit_date)
 )
@@ -59,6 +62,7 @@ select
     f.authors,
     f.insertions,
     f.deletions,
+    f.unknown_churn_commits,
     avg(f.commits) over last_7_days as commits_7d_avg,
     avg(f.non_merge_commits) over last_7_days as non_merge_commits_7d_avg
 from filled as f

@@ -17,8 +17,11 @@ select
     is_reachable,
     unreachable_since,
     subject,
-    coalesce(files_changed, 0) as files_changed,
-    coalesce(insertions, 0) as insertions,
-    coalesce(deletions, 0) as deletions,
-    coalesce(binary_files, 0) as binary_files
+    -- NULL churn means unknown (git could not compute the diff: the clone lacks objects),
+    -- never zero; sums then cover the commits whose churn is known, churn_known says which
+    files_changed is not null as churn_known,
+    files_changed,
+    insertions,
+    deletions,
+    binary_files
 from {{ source('git', 'commits') }}
