@@ -32,8 +32,8 @@ def lexical_lovers(n: int = 30) -> list[ClickedSearch]:
     rng = np.random.default_rng(0)
     out = []
     for _ in range(n):
-        top = feats(semantic=0.75 + rng.random() * 0.02, lexical=0.1)
-        wanted = feats(semantic=0.45, lexical=1.0)
+        top = feats(semantic=0.95 + rng.random() * 0.02, lexical=0.0)
+        wanted = feats(semantic=0.40, lexical=0.6)
         other = feats(semantic=0.50, lexical=0.2)
         out.append(
             ClickedSearch("q", np.stack([top, wanted, other]), np.array([False, True, False]))
