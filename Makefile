@@ -81,10 +81,10 @@ bench-search: install
 eval: install
 	$(BIN)/python -m benchmarks.replay_eval --n 6000 --seed 21 --strict
 
-## eval-search: retrieval quality on a real clone with GitHub PR merges: make eval-search REPO=path
+## eval-search: retrieval quality on a time-split copy of a clone with GitHub PRs: make eval-search REPO=path
 eval-search: install
 	@test -n "$(REPO)" || { echo "usage: make eval-search REPO=path/to/a/clone (PR-merge history)"; exit 2; }
-	$(BIN)/python -m benchmarks.search_eval "$(REPO)" --clicks-replay
+	$(BIN)/python -m benchmarks.search_eval "$(REPO)"
 
 lint: install
 	$(BIN)/ruff check symbiotic_assets tests benchmarks grafana
