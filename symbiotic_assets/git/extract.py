@@ -6,6 +6,11 @@ from the tips stored last time, writes them in chunks as they are parsed,
 marks commits that a rewrite left behind, snapshots refs and reads the
 reflog. When no tip, no symbolic HEAD and no reflog changed, it returns
 after one ``for-each-ref`` without touching the warehouse.
+
+DuckDB parses the ``git log`` pieces (``log_parser.stage_chunk``): in Python the
+parse cost as much CPU as git. A repository that lacks objects (partial clone,
+damaged pack) is read the way ``missing.py`` describes: complete commits, refs
+and reflog, and NULL churn where git cannot compute a diff.
 """
 
 from __future__ import annotations
