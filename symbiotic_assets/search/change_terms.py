@@ -260,14 +260,63 @@ class ChangeGroup:
     commits: list[str]
 
 
-def read_groups(repo: GitRepository, merges: Sequence[tuple[str, str, str | None, list[str]]]) -> list[ChangeGroup]:  # fmt: skip
-    """PR groups from (hash, subject, body, parents) of candidate merge/squash commits."""
+def mainline_members(
+    parents: dict[str, list[str]], is_merge: dict[str, bool], head: str
+) -> dict[str, list[str]]:
+    """For each merge on ``head``'s first-parent chain, the non-merge commits it brought in.
+
+    The same answer as ``git rev-list --no-merges P2 ^P1`` per merge, in one pass
+    over the graph instead of one git process per merge (thousands in a large
+    repository): walking the chain from the root, ``seen`` holds everything
+    reachable from the current mainline commit, and a merge's members are what
+    its second parent reaches outside ``seen``.
+    """
+    chain: list[str] = []
+    on_chain: set[str] = set()
+    c: str | None = head
+    while c is not None and c in parents and c not in on_chain:
+        chain.append(c)
+        on_chain.add(c)
+        c = parents[c][0] if parents[c] else None
+    seen: set[str] = set()
+    out: dict[str, list[str]] = {}
+    for c in reversed(chain):
+        ps = parents[c]
+        if len(ps) == 2:
+            members: list[str] = []
+            stack = [ps[1]]
+            while stack:
+                x = stack.pop()
+                if x in seen or x not in parents:
+                    continue
+                seen.add(x)
+                if not is_merge.get(x, False):
+                    members.append(x)
+                stack.extend(parents[x])
+            out[c] = members
+        seen.add(c)
+    return out
+
+
+def read_groups(
+    repo: GitRepository,
+    merges: Sequence[tuple[str, str, str | None, list[str]]],
+    known: dict[str, list[str]] | None = None,
+) -> list[ChangeGroup]:
+    """PR groups from (hash, subject, body, parents) of candidate merge/squash commits.
+
+    ``known`` holds the members of mainline merges (``mainline_members``); other
+    merges (into a release branch, say) ask git.
+    """
     groups: list[ChangeGroup] = []
     for commit, subject, body, parents in merges:
         m = MERGE_RE.match(subject or "")
         if m and len(parents) == 2:
-            out = repo.text(["rev-list", "--no-merges", parents[1], f"^{parents[0]}", "--"])
-            members = out.split()
+            if known is not None and commit in known:
+                members = known[commit]
+            else:
+                out = repo.text(["rev-list", "--no-merges", parents[1], f"^{parents[0]}", "--"])
+                members = out.split()
             lines = [ln.strip() for ln in (body or "").splitlines() if ln.strip()]
             title = lines[0] if lines else None
             if members:
@@ -367,7 +416,19 @@ def refresh_change_terms(
         """,
         [repository],
     ).fetchall()
-    groups = read_groups(repo, [(r[0], r[1], r[2], list(r[3] or [])) for r in candidates])
+    known: dict[str, list[str]] = {}
+    head = repo.head()[1]
+    if head is not None and any(r[1].startswith("Merge pull request #") for r in candidates):
+        graph = con.execute(
+            "SELECT hash, parent_hashes, is_merge FROM git.commits "
+            "WHERE repository = ? AND is_reachable",
+            [repository],
+        ).fetchall()
+        known = mainline_members(
+            {g[0]: list(g[1] or []) for g in graph}, {g[0]: bool(g[2]) for g in graph}, head
+        )
+    merges = [(r[0], r[1], r[2], list(r[3] or [])) for r in candidates]
+    groups = read_groups(repo, merges, known)
     rows = [
         (repository, g.group_hash, g.pr_number, g.branch, g.title, h)
         for g in groups

@@ -339,6 +339,7 @@ def fit_pairs(
         grad = -(pairs.T @ (1.0 - sig)) / len(pairs) + 2.0 * l2 * (w - w0)
         return value, grad
 
+    before, _ = loss(w0)
     result = minimize(loss, w0, jac=True, method="L-BFGS-B")
     w = result.x
     return RankerWeights.from_vector(
@@ -348,6 +349,8 @@ def fit_pairs(
         stats={
             "pairs": len(pairs),
             "l2": l2,
+            "loss_before": round(float(before), 5),
+            "loss_after": round(float(result.fun), 5),
             "pairs_ordered_before": round(float(np.mean(pairs @ w0 > 0)), 4),
             "pairs_ordered_after": round(float(np.mean(pairs @ w > 0)), 4),
         },
