@@ -232,11 +232,15 @@ def git_merges(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
         done += n
         _notify(spec.name, "merges", done, None)
 
+    from symbiotic_assets.git.shared_history import reuse_merge_verdicts
+
+    with warehouse.connect() as con:
+        reused = reuse_merge_verdicts(con, spec.name)  # forks and clones: judged elsewhere
     result = detect_merge_conflicts(
         warehouse.database, spec, workers=load_settings().merge_workers, progress=progress
     )
     context.log.info(
-        f"{spec.name}: re-merged {result.examined} merges ({result.conflict} conflict, {result.clean} "
+        f"{spec.name}: {reused} verdicts copied from repositories sharing the history; re-merged {result.examined} merges ({result.conflict} conflict, {result.clean} "
         f"clean, {result.octopus} octopus, {result.parent_missing} missing parent, {result.errors} "
         f"errors) at {result.merges_per_second:.0f}/s"
     )
@@ -244,7 +248,7 @@ def git_merges(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
         "repository": spec.name, "examined": result.examined, "conflict": result.conflict,
         "clean": result.clean, "octopus": result.octopus, "unrelated_histories": result.unrelated,
         "parent_missing": result.parent_missing, "errors": result.errors,
-        "merges_per_second": round(result.merges_per_second, 1)})  # fmt: skip
+        "merges_per_second": round(result.merges_per_second, 1), "reused_verdicts": reused})  # fmt: skip
     dup = _duplicates(warehouse, "merges", "merge_hash", spec.name)
     yield dg.AssetCheckResult(check_name="no_duplicate_merges", passed=dup == 0,
                               metadata={"duplicated_keys": dup})  # fmt: skip

@@ -64,7 +64,7 @@ def _materializations(outcome: Any, embedded: dict[str, Any] | None) -> Iterator
     yield dg.AssetMaterialization(asset_key=MERGES, partition=name, metadata={
         "repository": name, "batch": True, "examined": m.examined, "conflict": m.conflict,
         "clean": m.clean, "octopus": m.octopus, "parent_missing": m.parent_missing,
-        "errors": m.errors})  # fmt: skip
+        "errors": m.errors, "reused_verdicts": outcome.extra.get("reused_verdicts", 0)})  # fmt: skip
     if embedded is not None:
         yield dg.AssetMaterialization(
             asset_key=COMMIT_EMBEDDINGS, partition=name, metadata={"repository": name, **embedded}
@@ -120,14 +120,17 @@ def refresh_changed_repositories(
             continue
         embedded: dict[str, Any] | None = None
         if embedder is not None:
+            from symbiotic_assets.git.shared_history import reuse_commit_vectors
             from symbiotic_assets.search.commit_embeddings import embed_repository
 
             try:
                 with warehouse.connect() as con:
+                    copied = reuse_commit_vectors(con, outcome.spec.name, key or "")
                     e = embed_repository(con, outcome.spec.name, embedder,
                                          batch_size=search_embedder.batch_size)  # fmt: skip
-                embedded = {"model": key, "new_vectors": e.embedded,
-                            "model_calls": e.model_calls, "vectors": e.total}  # fmt: skip
+                embedded = {"model": key, "new_vectors": e.embedded + copied,
+                            "reused_vectors": copied, "model_calls": e.model_calls,
+                            "vectors": e.total}  # fmt: skip
             except Exception as exc:  # the git tables are in; report the embedding failure
                 errors[outcome.spec.name] = f"embedding failed: {exc}"
         yield from _materializations(outcome, embedded)

@@ -38,6 +38,7 @@ from symbiotic_assets.git.extract import (
 )
 from symbiotic_assets.git.merges import MergeResult, detect_merge_conflicts
 from symbiotic_assets.git.repository import GitRepository, RepositoryError
+from symbiotic_assets.git.shared_history import reuse_merge_verdicts
 
 NOT_EXTRACTED = "not extracted yet"
 REFS_MOVED = "refs, HEAD or reflog changed"
@@ -229,6 +230,9 @@ def refresh_many(
 ) -> list[RepositoryOutcome]:
     """Extract and re-merge each repository, ``workers`` at a time (default: one per core).
 
+    Merge verdicts another repository already holds for the same merge commit are copied
+    (``shared_history``); which thread computes and which copies may vary, the rows not.
+
     Results come back in the order of ``specs``. One repository's failure is recorded
     in its outcome and does not stop the others.
     """
@@ -242,6 +246,8 @@ def refresh_many(
         outcome = RepositoryOutcome(spec)
         try:
             outcome.refresh = refresh_repository(warehouse, spec)
+            with connect(warehouse) as con:
+                outcome.extra["reused_verdicts"] = reuse_merge_verdicts(con, spec.name)
             outcome.merges = detect_merge_conflicts(warehouse, spec, workers=merge_workers)
         except Exception as exc:  # recorded per repository; the others go on
             outcome.error = str(exc) or type(exc).__name__

@@ -46,7 +46,11 @@ def commit_embeddings(
     warehouse: WarehouseResource,
     search_embedder: EmbedderResource,
 ) -> Iterator:
-    from symbiotic_assets.search.commit_embeddings import embed_repository, model_key
+    from symbiotic_assets.search.commit_embeddings import (
+        embed_repository,
+        ensure_search_schema,
+        model_key,
+    )
 
     repository = context.partition_key
     embedder = search_embedder.get_embedder()
@@ -54,11 +58,16 @@ def commit_embeddings(
     def progress(done: int, total: int) -> None:
         context.log.info(f"{repository}: {done}/{total} commits embedded")
 
+    from symbiotic_assets.git.shared_history import reuse_commit_vectors
+
+    key = model_key(embedder)
     with warehouse.connect() as con:
+        ensure_search_schema(con)
+        # the same commit in a fork or clone already has its vector: copied, not embedded
+        reused = reuse_commit_vectors(con, repository, key)
         result = embed_repository(
             con, repository, embedder, batch_size=search_embedder.batch_size, progress=progress
         )
-        key = model_key(embedder)
         bad = con.execute(
             "SELECT count(*) FROM search.commit_embeddings WHERE repository = ? AND model = ? "
             "AND (len(vector) <> 384 OR abs(list_dot_product(vector, vector) - 1) > 1e-3)",
@@ -72,11 +81,12 @@ def commit_embeddings(
         metadata={
             "repository": repository,
             "model": key,
-            "new_vectors": result.embedded,
+            "new_vectors": result.embedded + reused,
+            "reused_vectors": reused,
             "model_calls": result.model_calls,
             "vectors": result.total,
             # nothing was pending: no model call, no write (a no-op refresh of the partition)
-            "skipped": result.pending == 0,
+            "skipped": result.pending == 0 and reused == 0,
         }
     )
     n_bad = int(bad[0]) if bad else 0

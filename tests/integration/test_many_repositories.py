@@ -90,6 +90,14 @@ def test_parallel_refresh_gives_the_tables_of_a_sequential_one(tmp_path: Path):
     assert a["commits"] and a["merges"] and a["ref_events"]
     for table in GIT_TABLES:
         assert a[table] == b[table], table
+    # verdicts copied between repositories sharing history equal verdicts computed alone
+    alone: list[tuple] = []
+    for spec in specs:
+        own = tmp_path / f"alone-{spec.name}.duckdb"
+        refresh_many(own, [spec], workers=1)
+        alone += _dump(own)["merges"]
+    assert sorted(alone, key=lambda r: tuple(str(x) for x in r)) == a["merges"]
+    assert sum(o.extra.get("reused_verdicts", 0) for o in seq) == 4  # more, bare: 2 each
     # and nothing was written twice
     with duckdb.connect(str(tmp_path / "par.duckdb"), read_only=True) as con:
         assert con.execute(
@@ -164,3 +172,38 @@ def test_hourly_schedule_requests_runs_only_for_changed_partitions(
 
         subprocess.run(["git", "-C", str(specs[0].path), "tag", "v9"], check=True)
         assert tick(instance) == ["std"]
+
+
+def test_vectors_of_shared_commits_are_copied_not_embedded(tmp_path: Path):
+    """A clone's commits get the vectors the model gives them, without calling the model."""
+    from symbiotic_assets.core.resources import EmbedderResource
+    from symbiotic_assets.git.shared_history import reuse_commit_vectors
+    from symbiotic_assets.search.commit_embeddings import embed_repository, model_key
+
+    specs = _repositories(tmp_path / "repos")[:2]  # std, and a clone with one more commit
+    embedder = EmbedderResource().get_embedder()
+    key = model_key(embedder)
+    shared = tmp_path / "shared.duckdb"
+    refresh_many(shared, specs, workers=1)
+    with duckdb.connect(str(shared)) as con:
+        embed_repository(con, "std", embedder)
+        calls = embedder.model_calls
+        copied = reuse_commit_vectors(con, "more", key)
+        rest = embed_repository(con, "more", embedder)
+        got = con.execute(
+            "SELECT hash, text_sha256, vector FROM search.commit_embeddings "
+            "WHERE repository = 'more' ORDER BY hash"
+        ).fetchall()
+        again = reuse_commit_vectors(con, "more", key)
+    assert copied == 10 and rest.pending == 1 and again == 0
+    assert embedder.model_calls - calls <= 1  # only the clone's own commit
+    fresh = tmp_path / "fresh.duckdb"
+    refresh_many(fresh, specs[1:], workers=1)
+    with duckdb.connect(str(fresh)) as con:
+        embed_repository(con, "more", embedder)
+        want = con.execute(
+            "SELECT hash, text_sha256, vector FROM search.commit_embeddings ORDER BY hash"
+        ).fetchall()
+    assert [(h, t) for h, t, _ in got] == [(h, t) for h, t, _ in want]
+    for (_, _, v1), (_, _, v2) in zip(got, want, strict=True):
+        assert max(abs(x - y) for x, y in zip(v1, v2, strict=True)) < 1e-5

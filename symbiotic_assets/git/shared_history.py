@@ -1,0 +1,82 @@
+"""Facts that depend only on commit ids, copied between repositories that share history.
+
+Teams register forks, mirrors and several clones of one project. A merge commit's
+re-merge verdict is a function of the merge commit alone (its id fixes both parents and
+their trees, and ``git merge-tree`` runs in a scratch repository with our config, not the
+repository's), and a commit's search vector is a function of the commit alone (its id
+fixes the subject, body and touched paths) and the model. So when another repository
+already holds the answer for the same id, it is copied in SQL instead of being computed
+again: no ``git merge-tree``, no model call, no round trip through Python.
+
+Only verdicts that do not depend on the repository's object store are copied: ``clean``,
+``conflict`` and ``octopus``; ``parent_missing`` (a shallow clone) and ``error`` (a damaged
+clone) are left to ``detect_merge_conflicts``.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+REUSABLE_STATUSES = ("clean", "conflict", "octopus")
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def reuse_merge_verdicts(con: duckdb.DuckDBPyConnection, repository: str) -> int:
+    """Copy verdicts other repositories hold for this repository's unjudged merges."""
+    if not _exists(con, "git", "merges"):
+        return 0
+    row = con.execute(
+        """
+        INSERT INTO git.merges
+        SELECT $repo, m.merge_hash, m.parent_count, m.first_parent, m.second_parent,
+               m.merge_kind, m.unrelated_histories, m.status, m.has_conflict,
+               m.conflicted_paths, m.detail, m.merged_at
+        FROM (
+            SELECT DISTINCT ON (merge_hash) *
+            FROM git.merges
+            WHERE repository <> $repo AND status IN ('clean', 'conflict', 'octopus')
+              AND merge_hash IN (
+                  SELECT c.hash FROM git.commits c
+                  WHERE c.repository = $repo AND c.parent_count >= 2
+                    AND NOT EXISTS (SELECT 1 FROM git.merges x
+                                    WHERE x.repository = $repo AND x.merge_hash = c.hash))
+            ORDER BY merge_hash, repository
+        ) m
+        """,
+        {"repo": repository},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def reuse_commit_vectors(con: duckdb.DuckDBPyConnection, repository: str, model: str) -> int:
+    """Copy vectors other repositories hold for this repository's commits without one."""
+    if not _exists(con, "search", "commit_embeddings"):
+        return 0
+    row = con.execute(
+        """
+        INSERT INTO search.commit_embeddings
+        SELECT $repo, e.hash, e.model, e.text_sha256, e.vector, now()::TIMESTAMP
+        FROM (
+            SELECT DISTINCT ON (hash) *
+            FROM search.commit_embeddings
+            WHERE model = $model AND repository <> $repo
+              AND hash IN (
+                  SELECT c.hash FROM git.commits c
+                  WHERE c.repository = $repo AND c.is_reachable
+                    AND NOT EXISTS (SELECT 1 FROM search.commit_embeddings x
+                                    WHERE x.repository = $repo AND x.hash = c.hash
+                                      AND x.model = $model))
+            ORDER BY hash, repository
+        ) e
+        ON CONFLICT DO NOTHING
+        """,
+        {"repo": repository, "model": model},
+    ).fetchone()
+    return int(row[0]) if row else 0
