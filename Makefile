@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(SYMBIOTIC_HOME)/dagster
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install run test test-fast dev bench bench-git bench-many-repos bench-embedding bench-recommend bench-search eval eval-search lint clean dbt-manifest dashboards browser
+.PHONY: install run test test-fast dev bench bench-git bench-many-repos bench-embedding bench-recommend bench-search eval eval-search lint clean dbt-manifest dashboards browser bench-vectors
 
 # torch first, pinned to the CPU build: an unpinned torch pulled by sentence-transformers
 # would bring a multi-GB CUDA build (see DEVELOPERS.md).
@@ -69,11 +69,15 @@ bench-many-repos: install
 bench-embedding: install
 	$(BIN)/python -m benchmarks.bench_embedding
 
-## bench-recommend: recommend_strategy p95 at 100k and 1M attempts, IVF vs exact, recall@10
+## bench-recommend: recommend_strategy p50/p95 at 100k and 1M published attempts vs the previous code, recall@64
 bench-recommend: install
 	$(BIN)/python -m benchmarks.bench_recommend --sizes 100000 1000000
 
-## bench-search: semantic_search p95 at 100k and 1M commits, ANN vs exact, recall@10
+## bench-vectors: faiss, hnswlib, usearch and the previous IVF on the same real vectors (BENCH_REPOS=clone paths)
+bench-vectors: install
+	$(BIN)/python -m benchmarks.bench_vectors --sizes 100000 1000000 $(foreach r,$(BENCH_REPOS),--repo $(r))
+
+## bench-search: semantic_search p50/p95 at 100k and 1M published commits vs the previous code, recall@10/100
 bench-search: install
 	$(BIN)/python -m benchmarks.bench_search --sizes 100000 1000000
 
