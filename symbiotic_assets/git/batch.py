@@ -32,6 +32,7 @@ from symbiotic_assets.git.assets import (
 
 # search/commit_embeddings; spelled out because search.assets imports this package
 COMMIT_EMBEDDINGS = dg.AssetKey(["search", "commit_embeddings"])
+CHANGE_TERMS = dg.AssetKey(["search", "change_terms"])
 
 
 class RefreshChangedConfig(dg.Config):
@@ -133,7 +134,20 @@ def refresh_changed_repositories(
                             "vectors": e.total}  # fmt: skip
             except Exception as exc:  # the git tables are in; report the embedding failure
                 errors[outcome.spec.name] = f"embedding failed: {exc}"
+        changes: dict[str, Any] | None = None
+        if embedder is not None:  # search's change terms and PR groups (search/change_terms)
+            from symbiotic_assets.search.change_assets import refresh_changes
+
+            try:
+                with warehouse.connect() as con:
+                    changes = refresh_changes(con, outcome.spec)
+            except Exception as exc:
+                errors[outcome.spec.name] = f"change terms failed: {exc}"
         yield from _materializations(outcome, embedded)
+        if changes is not None:
+            yield dg.AssetMaterialization(
+                asset_key=CHANGE_TERMS, partition=outcome.spec.name, metadata=changes
+            )
         stored = outcome.refresh.reachable_commits if outcome.refresh else 0
         git_count = _count_with_git(outcome.spec)
         yield dg.AssetCheckEvaluation(

@@ -7,12 +7,50 @@ run the PR groups of every repository are published for readers
 (``$SYMBIOTIC_HOME/published/search-changes``), which group search results by change.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import dagster as dg
 
+from symbiotic_assets.core.config import RepositorySpec
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
 from symbiotic_assets.git.assets import COMMITS, repositories_partitions, repository_for_partition
 
 CHANGE_TERMS = dg.AssetKey(["search", "change_terms"])
+
+
+def refresh_changes(
+    con: Any, spec: RepositorySpec, progress: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Read new commits' changes of ``spec`` and republish the PR groups if they changed.
+
+    Shared by the asset and by ``symbiotic run``'s batch refresh (``git/batch.py``),
+    so both leave the same tables; returns the materialization metadata.
+    """
+    from symbiotic_assets.core.config import load_settings
+    from symbiotic_assets.core.publish import NotPublishedError
+    from symbiotic_assets.git.repository import GitRepository
+    from symbiotic_assets.search.change_terms import _current, publish_groups, refresh_change_terms
+
+    repo = GitRepository.open(spec.name, spec.path)
+    result = refresh_change_terms(con, repo, spec.name, progress=progress)
+    root = load_settings().published_dir / "search-changes"
+    try:
+        version = _current(root)
+        stale = result.groups > 0
+    except NotPublishedError:
+        stale = True
+    if stale:
+        version = publish_groups(con, root)
+    rate = result.commits / result.seconds if result.seconds > 0 else 0.0
+    return {
+        "repository": spec.name,
+        "commits_read": result.commits,
+        "pr_groups_found": result.groups,
+        "seconds": round(result.seconds, 2),
+        "commits_per_second": round(rate, 1),
+        "groups_version": version,
+    }
 
 
 @dg.asset(
@@ -28,28 +66,12 @@ CHANGE_TERMS = dg.AssetKey(["search", "change_terms"])
 def change_terms(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    from symbiotic_assets.core.config import load_settings
-    from symbiotic_assets.git.repository import GitRepository
-    from symbiotic_assets.search.change_terms import publish_groups, refresh_change_terms
-
     repository = context.partition_key
     spec = repository_for_partition(repository)
-    repo = GitRepository.open(spec.name, spec.path)
 
     def progress(done: int, total: int) -> None:
         context.log.info(f"{repository}: changes of {done}/{total} commits read")
 
     with warehouse.connect() as con:
-        result = refresh_change_terms(con, repo, repository, progress=progress)
-        version = publish_groups(con, load_settings().published_dir / "search-changes")
-    rate = result.commits / result.seconds if result.seconds > 0 else 0.0
-    return dg.MaterializeResult(
-        metadata={
-            "repository": repository,
-            "commits_read": result.commits,
-            "pr_groups_found": result.groups,
-            "seconds": round(result.seconds, 2),
-            "commits_per_second": round(rate, 1),
-            "groups_version": version,
-        }
-    )
+        metadata = refresh_changes(con, spec, progress)
+    return dg.MaterializeResult(metadata=metadata)
