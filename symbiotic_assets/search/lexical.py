@@ -7,13 +7,14 @@ BM25 score (Robertson-Sparck Jones idf with the +1 that keeps it positive). The
 matrix is kept in CSC form because a query touches a handful of columns.
 
 Top-k does not sum every posting: each term's postings are also stored in
-impact order (largest weight first, ``impact_docs``/``impact_weights``), and
-``top`` reads the head of each list, scores the documents seen exactly (binary
-search in the doc-ordered columns) and stops as soon as the k-th best score
-beats the most any unseen document could still reach (the sum of the next
-impact of every list: Fagin's threshold algorithm). A common term in a million
-commits no longer costs a pass over its hundreds of thousands of postings. The
-scores are the same numbers the exhaustive sum gives (tests compare them).
+impact order (largest weight first, ``impact_docs``/``impact_weights``). ``top``
+scores the heads of those lists exactly (binary search in the doc-ordered
+columns) to get a threshold, the k-th best score so far; the terms whose
+maximum contributions sum below it cannot put a document that has none of the
+other terms into the top k (MaxScore), so only the other terms' postings are
+read in full. Common words in a query (long lists, low idf) are the ones
+skipped. The scores are the same numbers the exhaustive sum gives (tests
+compare them).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import scipy.sparse as sp
 
 DEFAULT_K1 = 1.2
 DEFAULT_B = 0.75
+SUM_ALL_BELOW = 100_000
 
 
 @dataclass
@@ -181,30 +183,42 @@ class BM25Index:
         indptr = self.weights.indptr
         lengths = [int(indptr[j + 1] - indptr[j]) for j in ids]
         depth = max(4 * n, 256)
-        if sum(lengths) <= 2 * depth * len(ids):  # short lists: summing them all is cheaper
+        # short lists: summing them all is cheaper (measured: below ~100k postings the sum wins)
+        if sum(lengths) <= max(2 * depth * len(ids), SUM_ALL_BELOW):
             return self.top_exhaustive(terms, n, mask)
         assert self.impact_docs is not None and self.impact_weights is not None
-        while True:
-            heads = [
-                self.impact_docs[indptr[j] : indptr[j] + min(depth, m)]
-                for j, m in zip(ids, lengths, strict=True)
-            ]
-            cand = np.unique(np.concatenate(heads)).astype(np.int64)
-            if mask is not None:
-                cand = cand[mask[cand]]
-            bound = sum(
-                float(self.impact_weights[indptr[j] + depth]) * float(self.idf[j])
-                for j, m in zip(ids, lengths, strict=True)
-                if depth < m
-            )
-            done = all(depth >= m for m in lengths)
-            if len(cand) >= n or done:
-                scores, _ = self._score_columns(cand, ids)
-                keep = scores > 0
-                cand, scores = cand[keep], scores[keep]
-                if done or (len(cand) >= n and np.partition(-scores, n - 1)[n - 1] < -bound):
-                    return _best(cand, scores, n)
-            depth *= 4
+        # 1. a first threshold from the heads of the impact-ordered lists
+        heads = [
+            self.impact_docs[indptr[j] : indptr[j] + min(depth, m)]
+            for j, m in zip(ids, lengths, strict=True)
+        ]
+        seen = np.unique(np.concatenate(heads)).astype(np.int64)
+        if mask is not None:
+            seen = seen[mask[seen]]
+        scores, _ = self._score_columns(seen, ids)
+        theta = float(np.partition(-scores, n - 1)[n - 1]) * -1.0 if len(seen) >= n else 0.0
+        # 2. MaxScore: terms whose maxima sum below the threshold cannot lift a document
+        #    that has none of the other terms into the top n; read only the others in full
+        best = [float(self.impact_weights[indptr[j]]) * float(self.idf[j]) for j in ids]
+        order = sorted(range(len(ids)), key=lambda i: best[i])
+        total, cut = 0.0, 0
+        for i in order:
+            if total + best[i] >= theta:
+                break
+            total += best[i]
+            cut += 1
+        essential = [ids[i] for i in order[cut:]]
+        # 3. sum the essential terms' postings; only documents whose sum plus the other
+        #    terms' maxima reaches the threshold are scored exactly over all terms
+        docs, partial = self._score_postings(essential)
+        if mask is not None and len(docs):
+            keep = mask[docs]
+            docs, partial = docs[keep], partial[keep]
+        docs = docs[partial.astype(np.float64) + total >= theta * (1 - 1e-6)]
+        cand = np.unique(np.concatenate([seen, docs])).astype(np.int64)
+        scores, _ = self._score_columns(cand, ids)
+        keep = scores > 0
+        return _best(cand[keep], scores[keep], n)
 
     def top_exhaustive(
         self, terms: Sequence[str], n: int, mask: np.ndarray | None = None
