@@ -209,7 +209,7 @@ def load_version(folder: Path, version: str = "") -> PublishedRecommender:
         issue_types=issue_types,
         issue_type_codes=type_codes,
         text=np.load(folder / "text.npy", mmap_mode="r"),
-        text_offsets=np.load(folder / "text_offsets.npy"),
+        text_offsets=np.load(folder / "text_offsets.npy", mmap_mode="r"),
         meta={**meta, **{k: v for k, v in state_doc.items() if k != "state"}},
     )
 
