@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -137,13 +138,23 @@ def test_folders_of_the_previous_format_still_load(writer, tmp_path) -> None:
     assert np.array_equal(opened.search(q, 10)[0], exact_top(rows, q, 10)[0])
 
 
-def test_one_thread_limits_faiss_and_restores_it() -> None:
+def test_queries_run_on_one_thread_and_builds_get_them_all_back() -> None:
     import faiss
+    from threadpoolctl import threadpool_info
 
-    before = faiss.omp_get_max_threads()
+    from symbiotic_assets.core.vectors import all_threads
+
+    def blas() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    with one_thread():
+        assert faiss.omp_get_max_threads() == 1 and blas() <= {1}
+    with one_thread():  # kept between queries: no per-query cost
+        assert faiss.omp_get_max_threads() == 1
+    with all_threads():
+        assert faiss.omp_get_max_threads() == max(1, os.cpu_count() or 1)
     with one_thread():
         assert faiss.omp_get_max_threads() == 1
-    assert faiss.omp_get_max_threads() == before
 
 
 def test_a_streamed_build_reuses_the_previous_trained_lists(rows, tmp_path) -> None:
