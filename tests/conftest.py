@@ -12,6 +12,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 # Tests never touch a developer's own Symbiotic home or configuration.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The CLI's rich consoles fix their width when their module is imported, from COLUMNS or
+# 80; under xdist tmp paths are long enough to fold table cells. Tests read whole lines.
+os.environ["COLUMNS"] = "400"
 
 
 @pytest.fixture
