@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -171,7 +172,7 @@ def test_a_streamed_build_reuses_the_previous_trained_lists(rows, tmp_path) -> N
 
     def centroids(folder: Path) -> np.ndarray:
         index = faiss.read_index(str(folder / "trained.faiss"))
-        quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+        quantizer: Any = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
         return faiss.rev_swig_ptr(quantizer.get_xb(), quantizer.ntotal * quantizer.d).copy()
 
     assert np.array_equal(centroids(tmp_path / "v1"), centroids(tmp_path / "v2"))
