@@ -221,7 +221,7 @@ class _DecayedCounter:
 
 
 class NeighbourSearch(Protocol):
-    """Anything that returns top-k row ids and cosine similarities (see ``vector_index``)."""
+    """Anything that returns top-k row ids and cosine similarities (``core.vectors``)."""
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -230,7 +230,7 @@ class AttemptMemory:
     """Past attempts in columnar form: a normalized vector matrix plus outcome columns.
 
     Appends are amortised O(1) (the matrix grows by doubling). For large histories
-    pass ``index`` (e.g. an IVF index over the same rows) to ``recommend``; the
+    pass ``index`` (a ``core.vectors.VectorIndex`` over the same rows) to ``recommend``; the
     default is an exact search over the matrix.
     """
 
