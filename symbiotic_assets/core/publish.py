@@ -23,6 +23,10 @@ from typing import Generic, Protocol, TypeVar
 
 POINTER = "CURRENT"
 KEEP_VERSIONS = 3
+# Readers may run as other users (a Grafana or MCP container): published files must be
+# readable and folders listable by everyone, whatever the publisher's umask.
+READABLE_FILE = 0o644
+LISTABLE_FOLDER = 0o755
 
 
 class NotPublishedError(FileNotFoundError):
@@ -44,10 +48,14 @@ def publish_version(
     """Call ``write(folder, version)`` into a staging folder, then switch the pointer to it."""
     versions = root / "versions"
     versions.mkdir(parents=True, exist_ok=True)
+    open_to_readers(root)
+    open_to_readers(versions)
     version = new_version()
     staging = versions / f".staging-{version}"
     try:
         write(staging, version)
+        for child in [staging, *staging.rglob("*")]:
+            open_to_readers(child)
         fsync_tree(staging)
         os.rename(staging, versions / version)
     except BaseException:
@@ -55,11 +63,20 @@ def publish_version(
         raise
     pointer_tmp = root / f".{POINTER}.{uuid.uuid4().hex[:8]}"
     pointer_tmp.write_text(json.dumps({"version": version}), encoding="utf-8")
+    open_to_readers(pointer_tmp)
     with open(pointer_tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(pointer_tmp, root / POINTER)
     prune_versions(versions, keep=keep, current=version, min_age_seconds=min_age_seconds)
     return version
+
+
+def open_to_readers(path: Path) -> None:
+    """Add read (and, for folders, list) permission for everyone; never removes a bit."""
+    mode = path.stat().st_mode
+    wanted = LISTABLE_FOLDER if path.is_dir() else READABLE_FILE
+    if mode & wanted != wanted:
+        os.chmod(path, (mode & 0o7777) | wanted)
 
 
 def fsync_tree(folder: Path) -> None:
