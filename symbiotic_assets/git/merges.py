@@ -36,7 +36,7 @@ from typing import IO
 
 import pandas as pd
 
-from symbiotic_assets.core.config import RepositorySpec
+from symbiotic_assets.core.config import RepositorySpec, read_environment
 from symbiotic_assets.core.warehouse import connect, ensure_git_schema
 from symbiotic_assets.git.repository import (
     MIN_GIT_VERSION,
@@ -176,7 +176,7 @@ def merge_git() -> str:
     The variable must be an absolute path to an executable git 2.38 or newer; anything else
     is refused with the reason, rather than silently falling back.
     """
-    chosen = os.environ.get(MERGE_GIT_ENV, "").strip()
+    chosen = (read_environment().merge_git or "").strip()
     if not chosen:
         return "git"
     path = Path(chosen)

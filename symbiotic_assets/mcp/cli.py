@@ -11,7 +11,6 @@ cannot spawn a process; it binds to 127.0.0.1 only and requires a bearer token f
 from __future__ import annotations
 
 import hmac
-import os
 import sys
 from typing import Annotated, Any
 
@@ -39,7 +38,9 @@ def mcp_command(
     if not http:
         server.run("stdio")
         return
-    token = os.environ.get(TOKEN_ENV, "")
+    from symbiotic_assets.core.config import mcp_token
+
+    token = mcp_token()
     if len(token) < 16:
         print(
             f"error: --http needs ${TOKEN_ENV} set to a secret of at least 16 characters",

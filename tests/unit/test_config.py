@@ -298,7 +298,7 @@ def test_every_symbiotic_variable_is_registered_documented_and_read_in_config():
 
 # Files that still read a SYMBIOTIC_* variable themselves (directly or through a *_ENV
 # constant), pending their owners' edits: read_environment() has mcp_token and merge_git.
-PENDING_DIRECT_READS = {"symbiotic_assets/mcp/cli.py", "symbiotic_assets/git/merges.py"}
+PENDING_DIRECT_READS: set[str] = set()
 
 
 def test_symbiotic_variables_are_read_only_in_config():
