@@ -10,6 +10,7 @@ their new commits, and records the same per-partition materializations and the
 the catalog shows each repository as materialized by this run.
 """
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -72,6 +73,12 @@ def _materializations(outcome: Any, embedded: dict[str, Any] | None) -> Iterator
         )
 
 
+def _rollback(con: Any) -> None:
+    """Leave no failed transaction open on the shared connection for the next repository."""
+    with contextlib.suppress(Exception):  # no transaction was open: nothing to undo
+        con.execute("ROLLBACK")
+
+
 @dg.op(
     pool=WAREHOUSE_POOL,
     description="Fingerprint every repository, then extract, re-merge and embed only the "
@@ -115,46 +122,49 @@ def refresh_changed_repositories(
         warehouse.database, [c.spec for c in changed], workers=config.workers, on_done=on_done
     )
     errors = {o.spec.name: o.error for o in outcomes if not o.ok}
-    for outcome in outcomes:
-        if not outcome.ok:
-            context.log.error(f"{outcome.spec.name}: {outcome.error}")
-            continue
-        embedded: dict[str, Any] | None = None
-        if embedder is not None:
-            from symbiotic_assets.git.shared_history import reuse_commit_vectors
-            from symbiotic_assets.search.commit_embeddings import embed_repository
+    # One connection for every repository: reopening the file per repository costs a
+    # checkpoint each time (copying click's vectors: 0.37 s per clone that way, 0.19 s so).
+    with warehouse.connect() as con:
+        for outcome in outcomes:
+            if not outcome.ok:
+                context.log.error(f"{outcome.spec.name}: {outcome.error}")
+                continue
+            embedded: dict[str, Any] | None = None
+            if embedder is not None:
+                from symbiotic_assets.git.shared_history import reuse_commit_vectors
+                from symbiotic_assets.search.commit_embeddings import embed_repository
 
-            try:
-                with warehouse.connect() as con:
+                try:
                     copied = reuse_commit_vectors(con, outcome.spec.name, key or "")
                     e = embed_repository(con, outcome.spec.name, embedder,
                                          batch_size=search_embedder.batch_size)  # fmt: skip
-                embedded = {"model": key, "new_vectors": e.embedded + copied,
-                            "reused_vectors": copied, "model_calls": e.model_calls,
-                            "vectors": e.total}  # fmt: skip
-            except Exception as exc:  # the git tables are in; report the embedding failure
-                errors[outcome.spec.name] = f"embedding failed: {exc}"
-        changes: dict[str, Any] | None = None
-        if embedder is not None:  # search's change terms and PR groups (search/change_terms)
-            from symbiotic_assets.search.change_assets import refresh_changes
+                    embedded = {"model": key, "new_vectors": e.embedded + copied,
+                                "reused_vectors": copied, "model_calls": e.model_calls,
+                                "vectors": e.total}  # fmt: skip
+                except Exception as exc:  # the git tables are in; report the embedding failure
+                    errors[outcome.spec.name] = f"embedding failed: {exc}"
+                    _rollback(con)
+            changes: dict[str, Any] | None = None
+            if embedder is not None:  # search's change terms and PR groups (search/change_terms)
+                from symbiotic_assets.search.change_assets import refresh_changes
 
-            try:
-                with warehouse.connect() as con:
+                try:
                     changes = refresh_changes(con, outcome.spec)
-            except Exception as exc:
-                errors[outcome.spec.name] = f"change terms failed: {exc}"
-        yield from _materializations(outcome, embedded)
-        if changes is not None:
-            yield dg.AssetMaterialization(
-                asset_key=CHANGE_TERMS, partition=outcome.spec.name, metadata=changes
-            )
-        stored = outcome.refresh.reachable_commits if outcome.refresh else 0
-        git_count = _count_with_git(outcome.spec)
-        yield dg.AssetCheckEvaluation(
-            asset_key=COMMITS, check_name="commit_count_matches_git", partition=outcome.spec.name,
-            passed=git_count == stored,
-            metadata={"git_rev_list_count": git_count, "stored_reachable": stored},
-        )  # fmt: skip
+                except Exception as exc:
+                    errors[outcome.spec.name] = f"change terms failed: {exc}"
+                    _rollback(con)
+            yield from _materializations(outcome, embedded)
+            if changes is not None:
+                yield dg.AssetMaterialization(
+                    asset_key=CHANGE_TERMS, partition=outcome.spec.name, metadata=changes
+                )
+            stored = outcome.refresh.reachable_commits if outcome.refresh else 0
+            git_count = _count_with_git(outcome.spec)
+            yield dg.AssetCheckEvaluation(
+                asset_key=COMMITS, check_name="commit_count_matches_git", partition=outcome.spec.name,
+                passed=git_count == stored,
+                metadata={"git_rev_list_count": git_count, "stored_reachable": stored},
+            )  # fmt: skip
     summary = {
         "checked": len(specs),
         "changed": len(changed),
