@@ -53,7 +53,7 @@ telemetry:
   enabled: false
 # The daemon (`dagster dev`) fails runs that never started and frees slots of finished runs;
 # runs whose process died are recovered before each `symbiotic run` and by a sensor
-# (symbiotic_assets/core/run_recovery.py).
+# (symbiotic_assets/orchestration/run_recovery.py).
 run_monitoring:
   enabled: true
   free_slots_after_run_end_seconds: 60
@@ -130,7 +130,7 @@ def run(
     if not specs:
         _fail("no repositories configured; add one with `symbiotic repos add PATH`")
     prepare_dagster_home()
-    from symbiotic_assets.core.run_recovery import prepare_run_process
+    from symbiotic_assets.orchestration.run_recovery import prepare_run_process
 
     prepare_run_process(console.print)  # dead runs failed, their slots freed; Ctrl-C works
     verbosity = "INFO" if verbose else "WARNING"

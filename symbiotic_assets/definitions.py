@@ -9,12 +9,11 @@ from __future__ import annotations
 import dagster as dg
 
 from symbiotic_assets.analytics import definitions as analytics_definitions
-from symbiotic_assets.core import run_recovery
 from symbiotic_assets.core.config import load_settings
-from symbiotic_assets.core.resources import settings_resource
-from symbiotic_assets.core.warehouse import WarehouseResource
+from symbiotic_assets.core.resources import WarehouseResource, settings_resource
 from symbiotic_assets.git import definitions as git_definitions
 from symbiotic_assets.memory import definitions as memory_definitions
+from symbiotic_assets.orchestration import refresh_changed, run_recovery
 from symbiotic_assets.search import definitions as search_definitions
 from symbiotic_assets.serving import definitions as serving_definitions
 
@@ -37,6 +36,7 @@ def build_definitions() -> dg.Definitions:
         analytics_definitions.defs,
         serving_definitions.defs,
         run_recovery.defs,  # fails runs whose process died, frees their slots
+        dg.Definitions(jobs=[refresh_changed.git_refresh_changed_job]),
     )
 
 

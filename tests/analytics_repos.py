@@ -302,7 +302,7 @@ def _materialize(fixture: AnalyticsFixture) -> frozenset[str]:
 
     from symbiotic_assets.analytics.definitions import build_analytics_definitions
     from symbiotic_assets.analytics.project import prepare_dbt_manifest
-    from symbiotic_assets.core.warehouse import WarehouseResource
+    from symbiotic_assets.core.resources import WarehouseResource
     from symbiotic_assets.memory.assets import memory_tables
     from symbiotic_assets.serving.definitions import defs as serving_defs
 

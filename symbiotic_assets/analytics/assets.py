@@ -16,7 +16,8 @@ from symbiotic_assets.analytics.project import (
     export_warehouse_env,
 )
 from symbiotic_assets.core.config import load_settings
-from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
+from symbiotic_assets.core.resources import WarehouseResource
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 
 # The marts readers use; the publish asset waits for all of them. A test checks this
 # list against the dbt manifest, so a new mart cannot be forgotten here.
@@ -123,8 +124,7 @@ def ensure_source_tables(warehouse: WarehouseResource) -> None:
     store never received an event (or whose git assets have not run) would otherwise fail
     the whole build instead of producing empty marts.
     """
-    from symbiotic_assets.core.schema import ensure_memory_schema
-    from symbiotic_assets.core.warehouse import ensure_git_schema
+    from symbiotic_assets.core.schema import ensure_git_schema, ensure_memory_schema
 
     with warehouse.connect() as con:
         ensure_git_schema(con)

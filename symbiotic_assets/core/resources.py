@@ -10,13 +10,17 @@ instance is reused for the rest of the run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import dagster as dg
+import duckdb
 from pydantic import PrivateAttr
 
 from symbiotic_assets.core.config import Settings, load_settings
 from symbiotic_assets.core.embedding import DEFAULT_MODEL, IssueEmbedder
+from symbiotic_assets.core.warehouse import connect
 
 
 class SettingsResource(dg.ConfigurableResource):
@@ -67,3 +71,14 @@ class EmbedderResource(dg.ConfigurableResource):
                 cache_size=self.cache_size,
             )
         return self._embedder
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB file that Dagster writes; ``database`` may be a path or an ``md:`` URI."""
+
+    database: str
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with connect(self.database, read_only=read_only) as con:
+            yield con

@@ -11,7 +11,8 @@ from typing import Any, Protocol
 import dagster as dg
 
 from symbiotic_assets.core.config import RepositorySpec, load_settings
-from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
+from symbiotic_assets.core.resources import WarehouseResource
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.git.extract import detect_merge_conflicts, refresh_repository
 from symbiotic_assets.git.repository import GitRepository, RepositoryError
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import duckdb
 
 from symbiotic_assets.core.config import RepositorySpec
-from symbiotic_assets.core.warehouse import connect, ensure_git_schema
+from symbiotic_assets.core.schema import ensure_git_schema
+from symbiotic_assets.core.warehouse import connect
 from symbiotic_assets.git.extract import (
     RefreshResult,
     choose_default_branch,

@@ -9,7 +9,6 @@ from symbiotic_assets.git.assets import (
     repositories_partitions,
     repository_for_partition,
 )
-from symbiotic_assets.git.batch import git_refresh_changed_job
 
 git_refresh_job = dg.define_asset_job(
     "git_refresh",
@@ -90,7 +89,7 @@ def hourly_git_refresh(
 
 defs = dg.Definitions(
     assets=[git_history, git_merges],
-    jobs=[git_refresh_job, git_refresh_changed_job],
+    jobs=[git_refresh_job],
     sensors=[repository_discovery_sensor],
     schedules=[hourly_git_refresh],
 )

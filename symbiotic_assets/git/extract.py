@@ -28,7 +28,8 @@ import duckdb
 import pandas as pd
 
 from symbiotic_assets.core.config import RepositorySpec
-from symbiotic_assets.core.warehouse import connect, ensure_git_schema
+from symbiotic_assets.core.schema import ensure_git_schema
+from symbiotic_assets.core.warehouse import connect
 from symbiotic_assets.git.log_parser import HEADER_ARGS, LOG_ARGS, iter_chunks, stage_chunk
 from symbiotic_assets.git.missing import is_partial_clone, plan_readable
 from symbiotic_assets.git.reflog import RefEvent, parse_reflogs

@@ -37,7 +37,8 @@ from typing import IO
 import pandas as pd
 
 from symbiotic_assets.core.config import RepositorySpec, read_environment
-from symbiotic_assets.core.warehouse import connect, ensure_git_schema
+from symbiotic_assets.core.schema import ensure_git_schema
+from symbiotic_assets.core.warehouse import connect
 from symbiotic_assets.git.repository import (
     MIN_GIT_VERSION,
     STDIN_MERGE_VERSION,

@@ -20,9 +20,9 @@ import dagster as dg
 import duckdb
 
 from symbiotic_assets.core.config import load_settings
-from symbiotic_assets.core.resources import EmbedderResource
+from symbiotic_assets.core.resources import EmbedderResource, WarehouseResource
 from symbiotic_assets.core.schema import DIMENSION, ensure_learning_schema
-from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.memory.loader import load_memory
 
 GROUP = "memory"

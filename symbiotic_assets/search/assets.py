@@ -14,8 +14,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from symbiotic_assets.core.resources import EmbedderResource
-from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
+from symbiotic_assets.core.resources import EmbedderResource, WarehouseResource
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.git.assets import COMMIT_FILES, COMMITS, repositories_partitions
 from symbiotic_assets.search.change_assets import CHANGE_TERMS
 

@@ -13,7 +13,8 @@ from typing import Any
 import dagster as dg
 
 from symbiotic_assets.core.config import RepositorySpec
-from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
+from symbiotic_assets.core.resources import WarehouseResource
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.git.assets import COMMITS, repositories_partitions, repository_for_partition
 
 CHANGE_TERMS = dg.AssetKey(["search", "change_terms"])
@@ -24,7 +25,7 @@ def refresh_changes(
 ) -> dict[str, Any]:
     """Read new commits' changes of ``spec`` and republish the PR groups if they changed.
 
-    Shared by the asset and by ``symbiotic run``'s batch refresh (``git/batch.py``),
+    Shared by the asset and by ``symbiotic run``'s batch refresh (``orchestration/refresh_changed.py``),
     so both leave the same tables; returns the materialization metadata.
     """
     from symbiotic_assets.core.config import load_settings

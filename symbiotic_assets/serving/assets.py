@@ -3,8 +3,8 @@
 import dagster as dg
 
 from symbiotic_assets.analytics.assets import MART_ASSET_KEYS, MART_MODELS
-from symbiotic_assets.core.resources import SettingsResource
-from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
+from symbiotic_assets.core.resources import SettingsResource, WarehouseResource
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.serving.publish import publish_snapshot
 
 PUBLISHED_WAREHOUSE = dg.AssetKey(["serving", "published_warehouse"])

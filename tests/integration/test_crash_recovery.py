@@ -25,7 +25,7 @@ import pytest
 from gitrepo import build_standard_repo
 
 from symbiotic_assets.cli import DAGSTER_YAML
-from symbiotic_assets.core.run_recovery import (
+from symbiotic_assets.orchestration.run_recovery import (
     HOST_TAG,
     PID_TAG,
     PROCESS_START_TAG,
@@ -270,7 +270,7 @@ def test_sensor_recovers_runs_the_daemon_would_leave_stuck(
 PARENT = textwrap.dedent("""
     import subprocess, sys, time
     from pathlib import Path
-    from symbiotic_assets.core.run_recovery import ChildLedger
+    from symbiotic_assets.orchestration.run_recovery import ChildLedger
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     ChildLedger(Path(sys.argv[1])).record()

@@ -58,8 +58,7 @@ def build_search_repo(path: Path) -> dict[str, str]:
 
 def search_defs() -> dg.Definitions:
     from symbiotic_assets.core.config import load_settings
-    from symbiotic_assets.core.resources import EmbedderResource
-    from symbiotic_assets.core.warehouse import WarehouseResource
+    from symbiotic_assets.core.resources import EmbedderResource, WarehouseResource
     from symbiotic_assets.git.definitions import defs as git_defs
     from symbiotic_assets.search.definitions import defs as search
 

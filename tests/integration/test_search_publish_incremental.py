@@ -56,7 +56,7 @@ def versions(root) -> list[str]:
 
 def test_no_op_publish_writes_nothing_and_is_fast(env) -> None:
     from symbiotic_assets.core.config import load_settings
-    from symbiotic_assets.core.warehouse import WarehouseResource
+    from symbiotic_assets.core.resources import WarehouseResource
     from symbiotic_assets.search.assets import search_root
     from symbiotic_assets.search.commit_embeddings import publish_from_warehouse
     from symbiotic_assets.search.index import load_published

@@ -13,8 +13,7 @@ import dagster as dg
 import duckdb
 
 from symbiotic_assets.analytics.assets import MART_MODELS
-from symbiotic_assets.core.resources import SettingsResource, settings_resource
-from symbiotic_assets.core.warehouse import WarehouseResource
+from symbiotic_assets.core.resources import SettingsResource, WarehouseResource, settings_resource
 from symbiotic_assets.events.store import MemoryStore
 
 

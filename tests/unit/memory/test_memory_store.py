@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from memory_records import attempt
 
+from symbiotic_assets.events import store as memory
 from symbiotic_assets.events.models import (
     FixAttempt,
     InvalidRecordError,
@@ -22,7 +23,6 @@ from symbiotic_assets.events.store import (
     MemoryStore,
     MemoryStoreError,
 )
-from symbiotic_assets.events import store as memory
 
 
 def test_file_is_wal_with_busy_timeout(tmp_path: Path):

@@ -18,8 +18,8 @@ from typing import Any
 import dagster as dg
 
 from symbiotic_assets.core.config import load_settings
-from symbiotic_assets.core.resources import EmbedderResource
-from symbiotic_assets.core.warehouse import WAREHOUSE_POOL, WarehouseResource
+from symbiotic_assets.core.resources import EmbedderResource, WarehouseResource
+from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.git.assets import (
     COMMIT_FILES,
     COMMITS,
