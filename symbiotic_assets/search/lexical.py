@@ -208,13 +208,27 @@ class BM25Index:
             total += best[i]
             cut += 1
         essential = [ids[i] for i in order[cut:]]
-        # 3. sum the essential terms' postings; only documents whose sum plus the other
-        #    terms' maxima reaches the threshold are scored exactly over all terms
+        # 3. sum the essential terms' postings; then add the other terms one at a time,
+        #    largest maximum first, dropping every document whose score so far plus the
+        #    maxima still to come cannot reach the threshold (the bound is loosened a
+        #    little so float32 rounding never drops a document the exact sum would keep)
         docs, partial = self._score_postings(essential)
         if mask is not None and len(docs):
             keep = mask[docs]
             docs, partial = docs[keep], partial[keep]
-        docs = docs[partial.astype(np.float64) + total >= theta * (1 - 1e-6)]
+        bound = theta * (1 - 1e-5) - 1e-6
+        upper = partial.astype(np.float64)
+        remaining = total
+        for i in reversed(order[:cut]):
+            alive = upper + remaining >= bound
+            docs, upper = docs[alive], upper[alive]
+            if len(docs) == 0:
+                break
+            upper = upper + self._score_columns(docs, [ids[i]])[0]
+            remaining -= best[i]
+        docs = docs[upper + max(remaining, 0.0) >= bound]
+        # the survivors (and the heads) are scored exactly over all terms, in query order,
+        # so the scores equal the exhaustive sum's to the bit
         cand = np.unique(np.concatenate([seen, docs])).astype(np.int64)
         scores, _ = self._score_columns(cand, ids)
         keep = scores > 0
