@@ -248,6 +248,7 @@ def _print_summary(warehouse: str, outcomes: list[tuple[str, bool, str]]) -> Non
     for col in ("repository", "status", "commits", "merges", "conflicts", "branch switches"):
         table.add_column(col)
     stats: dict[str, tuple] = {}
+    degraded: list[tuple] = []
     try:
         with connect(warehouse, read_only=True, wait_seconds=10) as con:
             rows = con.execute(
@@ -263,6 +264,17 @@ def _print_summary(warehouse: str, outcomes: list[tuple[str, bool, str]]) -> Non
                 """
             ).fetchall()
             stats = {r[0]: r[1:] for r in rows}
+            degraded = con.execute(
+                """
+                SELECT repository, sum(unknown_churn)::BIGINT, sum(unknown_verdicts)::BIGINT FROM (
+                    SELECT repository, count(*) AS unknown_churn, 0 AS unknown_verdicts
+                    FROM git.commits WHERE is_reachable AND files_changed IS NULL GROUP BY ALL
+                    UNION ALL
+                    SELECT repository, 0, count(*) FROM git.merges
+                    WHERE status = 'error' GROUP BY ALL
+                ) GROUP BY repository ORDER BY repository
+                """
+            ).fetchall()
     except Exception as exc:  # the summary must not hide the run's own outcome
         console.print(f"[yellow]could not read the warehouse for the summary: {exc}[/yellow]")
     for name, ok, _error in outcomes:
@@ -273,6 +285,14 @@ def _print_summary(warehouse: str, outcomes: list[tuple[str, bool, str]]) -> Non
     for name, ok, error in outcomes:
         if not ok:
             console.print(f"[red]failed[/red] {name}: {error}", soft_wrap=True)
+    for name, churn, verdicts in degraded:
+        # a damaged or partial clone: extracted from what git could read, the rest unknown
+        console.print(
+            f"[yellow]warning[/yellow] {name}: {churn} commits with unknown churn, {verdicts} "
+            "merges with unknown conflict status (objects missing from the clone; see "
+            "docs/git-history.md, 'Partial and damaged clones')",
+            soft_wrap=True,
+        )
     console.print(f"Warehouse: [bold]{warehouse}[/bold]  (tables in schema git)")
     console.print(
         "Dagster UI: [bold]make dev[/bold] (runs and assets recorded in $SYMBIOTIC_HOME/dagster)"

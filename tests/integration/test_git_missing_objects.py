@@ -319,3 +319,21 @@ def test_dbt_models_keep_unknown_churn_unknown(damaged, tmp_path: Path):
     assert day[dt.date(2024, 1, 2)] == (0, 1)  # c2: unknown, and said so
     assert day[dt.date(2024, 1, 3)] == (3, 0)  # c3: three lines, known
     assert day[dt.date(2024, 1, 7)] == (0, 0)  # c7: a binary file, known
+
+
+def test_run_summary_warns_about_unknown_churn(damaged, tmp_path: Path, capsys) -> None:
+    from symbiotic_assets.cli import _print_summary
+
+    repo, c, _expected, _lost = damaged
+    healthy = GitRepoBuilder(tmp_path / "healthy")
+    healthy.commit("only", "2024-01-01T10:00:00+0000", ALICE, {"x.txt": "x\n"})
+    warehouse = tmp_path / "w.duckdb"
+    refresh_repository(str(warehouse), RepositorySpec(name="damaged", path=repo.path))
+    refresh_repository(str(warehouse), RepositorySpec(name="healthy", path=healthy.path))
+    _print_summary(str(warehouse), [("damaged", True, ""), ("healthy", True, "")])
+    out = capsys.readouterr().out
+    warnings = [line for line in out.splitlines() if line.startswith("warning")]
+    assert warnings == [
+        "warning damaged: 2 commits with unknown churn, 0 merges with unknown conflict status "
+        "(objects missing from the clone; see docs/git-history.md, 'Partial and damaged clones')"
+    ]
