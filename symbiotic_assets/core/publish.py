@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
+import numpy as np
+
 POINTER = "CURRENT"
 KEEP_VERSIONS = 3
 # Readers may run as other users (a Grafana or MCP container): published files must be
@@ -77,6 +79,16 @@ def open_to_readers(path: Path) -> None:
     wanted = LISTABLE_FOLDER if path.is_dir() else READABLE_FILE
     if mode & wanted != wanted:
         os.chmod(path, (mode & 0o7777) | wanted)
+
+
+def map_array(path: Path) -> np.ndarray:
+    """A published ``.npy`` memory-mapped read-only, as a plain ndarray view of the map.
+
+    ``np.memmap``'s subclass hooks run on every slice (about 5 µs each; a search query at
+    1M commits slices postings and columns over a hundred times); the view keeps the map
+    alive through its base without them.
+    """
+    return np.asarray(np.load(path, mmap_mode="r"))
 
 
 def fsync_tree(folder: Path) -> None:

@@ -41,6 +41,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from symbiotic_assets.core.publish import map_array
+
 FORMAT = 2
 APPROXIMATE_ABOVE = 20_000
 """Below this many rows exact search costs under a millisecond: no ANN is built."""
@@ -400,7 +402,7 @@ def load_index(folder: str | Path, mmap: bool = True) -> VectorIndex:
     mode: Literal["r"] | None = "r" if mmap else None
     kind = meta.get("kind")
     if meta.get("format") == FORMAT:
-        vectors = np.load(folder / _VECTORS, mmap_mode=mode)
+        vectors = map_array(folder / _VECTORS) if mmap else np.load(folder / _VECTORS)
         if kind == "exact":
             return VectorIndex(vectors)
         if kind == "ivf-sq8":

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from symbiotic_assets.core import publish as versioned
-from symbiotic_assets.core.publish import KEEP_VERSIONS, publish_version
+from symbiotic_assets.core.publish import KEEP_VERSIONS, map_array, publish_version
 from symbiotic_assets.core.vectors import (
     APPROXIMATE_ABOVE,
     VectorIndex,
@@ -514,7 +514,7 @@ class SearchIndex:
             )
 
         def arr(name: str, mmap: bool = True) -> np.ndarray:
-            return np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None)
+            return map_array(folder / f"{name}.npy") if mmap else np.load(folder / f"{name}.npy")
 
         names = json.loads((folder / "names.json").read_text(encoding="utf-8"))
         ann: VectorIndex | None = None
@@ -558,8 +558,7 @@ def _load_subject_terms(folder: Path, meta: dict[str, Any]) -> sp.csr_matrix:
     """Memory-mapped CSR parts (format 2), or the format-1 ``.npz`` read whole."""
     if not (folder / "subject_terms_indptr.npy").is_file():
         return sp.load_npz(folder / "subject_terms.npz").tocsr()
-    parts = [np.load(folder / f"subject_terms_{p}.npy", mmap_mode="r")
-             for p in ("data", "indices", "indptr")]  # fmt: skip
+    parts = [map_array(folder / f"subject_terms_{p}.npy") for p in ("data", "indices", "indptr")]
     shape = (len(parts[2]) - 1, int(meta.get("vocabulary", 0)) or _columns(folder))
     matrix = sp.csr_matrix((parts[0], parts[1], parts[2]), shape=shape, copy=False)
     matrix.has_sorted_indices = True  # written sorted; checking would read every index

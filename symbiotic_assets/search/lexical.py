@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from symbiotic_assets.core.publish import map_array
+
 DEFAULT_K1 = 1.2
 DEFAULT_B = 0.75
 SUM_ALL_BELOW = 100_000
@@ -292,7 +294,7 @@ class BM25Index:
         if (folder / f"{prefix}_indptr.npy").is_file():
 
             def arr(name: str) -> np.ndarray:
-                return np.load(folder / f"{prefix}_{name}.npy", mmap_mode="r")
+                return map_array(folder / f"{prefix}_{name}.npy")
 
             weights = sp.csc_matrix(
                 (arr("data"), arr("indices"), arr("indptr")),

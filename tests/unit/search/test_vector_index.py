@@ -71,7 +71,8 @@ def test_save_opens_memory_mapped_and_answers_the_same(rows, queries, tmp_path) 
     ann = VectorIndex.build(rows, approximate_above=10_000)
     folder = ann.save(tmp_path / "idx")
     opened = load_index(folder)
-    assert isinstance(opened.vectors, np.memmap)
+    # a plain view of the map (no copy): its base is the np.memmap
+    assert isinstance(opened.vectors.base, np.memmap) and not opened.vectors.flags.owndata
     for q in queries[:10]:
         a, sa = ann.search(q, 20)
         b, sb = opened.search(q, 20)
