@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -92,10 +94,10 @@ def materialization(result: dg.ExecuteInProcessResult, key: list[str]) -> dict:
     raise AssertionError(f"no materialization of {key}")
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory: pytest.TempPathFactory):
-    """Build the repository, run git, embedding and publishing jobs once for the module."""
-    base = tmp_path_factory.mktemp("search")
+@contextmanager
+def searched_repository(base: Path) -> Iterator[dict]:
+    """The demo repository configured alone under ``base``, its git, embedding and publish
+    jobs run once: repo, home, instance, defs and the first jobs' results."""
     home = base / "home"
     home.mkdir()
     MODEL_CACHE.mkdir(parents=True, exist_ok=True)
@@ -108,12 +110,22 @@ def published(tmp_path_factory: pytest.TempPathFactory):
     mp.setenv("SYMBIOTIC_CONFIG", str(cfg))
     mp.delenv("SYMBIOTIC_WAREHOUSE", raising=False)
     mp.delenv("SYMBIOTIC_REPOSITORIES", raising=False)
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("repositories", ["demo"])
-        defs = search_defs()
-        results = run_jobs(instance, defs, "demo")
-        yield {"repo": repo, "home": home, "instance": instance, "defs": defs, "results": results}
-    mp.undo()
+    try:
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions("repositories", ["demo"])
+            defs = search_defs()
+            results = run_jobs(instance, defs, "demo")
+            yield {"repo": repo, "home": home, "instance": instance, "defs": defs,
+                   "results": results}  # fmt: skip
+    finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory):
+    """Build the repository, run git, embedding and publishing jobs once for the module."""
+    with searched_repository(tmp_path_factory.mktemp("search")) as env:
+        yield env
 
 
 def top(query: str, **kw) -> list:

@@ -13,33 +13,15 @@ import json
 import shutil
 import time
 
-import dagster as dg
 import pytest
 from gitrepo import ALICE
-from test_search import MODEL_CACHE, build_search_repo, materialization, run_jobs, search_defs
+from test_search import materialization, run_jobs, searched_repository
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
-    base = tmp_path_factory.mktemp("incremental")
-    home = base / "home"
-    home.mkdir()
-    MODEL_CACHE.mkdir(parents=True, exist_ok=True)
-    (home / "models").symlink_to(MODEL_CACHE)
-    repo = build_search_repo(base / "demo")
-    cfg = base / "symbiotic.yaml"
-    cfg.write_text(f"repositories:\n  - path: {base / 'demo'}\n    name: demo\n")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SYMBIOTIC_HOME", str(home))
-    mp.setenv("SYMBIOTIC_CONFIG", str(cfg))
-    mp.delenv("SYMBIOTIC_WAREHOUSE", raising=False)
-    mp.delenv("SYMBIOTIC_REPOSITORIES", raising=False)
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("repositories", ["demo"])
-        defs = search_defs()
-        first = run_jobs(instance, defs, "demo")
-        yield {"repo": repo, "home": home, "instance": instance, "defs": defs, "first": first}
-    mp.undo()
+    with searched_repository(tmp_path_factory.mktemp("incremental")) as found:
+        yield {**found, "first": found["results"]}
 
 
 def publish_job(env) -> dict:
