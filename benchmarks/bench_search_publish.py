@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,18 @@ def fill(db: Path, start: int, n: int, repos: list[Path], seed: int) -> None:
     con.close()
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (``VmHWM``), in MB.
+
+    Not ``ru_maxrss``: Linux carries it across ``fork``/``execve``, so a child
+    started by a parent that filled a warehouse reported the parent's peak.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def publish_once(db: Path, root: Path) -> None:
     """Child process: one publish_from_warehouse; prints seconds, changed, peak RSS as JSON."""
     import duckdb
@@ -92,7 +105,7 @@ def publish_once(db: Path, root: Path) -> None:
     t = time.perf_counter()
     result = publish_from_warehouse(con, root, MODEL)
     elapsed = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"seconds": elapsed, "changed": result.changed, "commits": result.commits,
                       "peak_mb": peak, "ann": result.ann}))  # fmt: skip
 
@@ -111,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commits", type=int, default=200_000)
     parser.add_argument("--repo", type=Path, action="append", default=None)
+    parser.add_argument(
+        "--warehouse", type=Path, default=None,
+        help="keep the filled warehouse in this file and reuse it on later runs (each run "
+        "publishes from a copy, so the 1%% step never changes it)",
+    )  # fmt: skip
     parser.add_argument("--child", nargs=2, type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -120,8 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-search-publish-") as tmp:
         db, root = Path(tmp) / "warehouse.duckdb", Path(tmp) / "search"
         t = time.perf_counter()
-        fill(db, 0, args.commits, args.repo or [Path(".")], seed=0)
-        print(f"warehouse with {args.commits:,} commits built in {time.perf_counter() - t:.0f} s; "
+        kept = args.warehouse
+        if kept is None or not kept.is_file():
+            fill(db, 0, args.commits, args.repo or [Path(".")], seed=0)
+            if kept is not None:
+                shutil.copyfile(db, kept)
+        else:
+            shutil.copyfile(kept, db)
+        print(f"warehouse with {args.commits:,} commits ready in {time.perf_counter() - t:.0f} s; "
               f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
         print("| run | commits | seconds | peak RSS MB | new version | vector index |")
         print("|---|---|---|---|---|---|")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -253,11 +254,109 @@ def load_corpus(
     )
 
 
+# The corpus of ``load_corpus`` plus each commit's change terms (``change_terms.change_texts``),
+# in one ordered stream: the change words are joined here instead of read into a dict.
+CORPUS_STREAM_SQL = """
+WITH files AS (
+    SELECT repository, commit_hash, list(path ORDER BY path) AS paths
+    FROM git.commit_files GROUP BY ALL
+), g AS (
+    SELECT repository, commit_hash,
+           list(DISTINCT branch) FILTER (WHERE branch IS NOT NULL) AS branches,
+           list(DISTINCT pr_number) FILTER (WHERE pr_number IS NOT NULL) AS prs
+    FROM search.change_groups GROUP BY ALL
+)
+SELECT c.repository, c.hash, coalesce(c.author_name, c.author_email, ''),
+       coalesce(epoch(c.authored_at)::BIGINT, 0), coalesce(c.is_merge, false),
+       coalesce(c.subject, ''), c.body, coalesce(f.paths, []),
+       coalesce(t.functions, []), coalesce(t.identifiers, []),
+       coalesce(g.branches, []), coalesce(g.prs, [])
+FROM git.commits c
+JOIN search.commit_embeddings e
+  ON e.repository = c.repository AND e.hash = c.hash AND e.model = ?
+LEFT JOIN files f ON f.repository = c.repository AND f.commit_hash = c.hash
+LEFT JOIN search.change_terms t ON t.repository = c.repository AND t.hash = c.hash
+LEFT JOIN g ON g.repository = c.repository AND g.commit_hash = c.hash
+WHERE {where}
+ORDER BY c.repository, c.authored_at, c.hash
+"""
+BATCH_ROWS = 50_000
+PUBLISH_MEMORY_LIMIT = "512MB"
+"""DuckDB's memory limit while a publish reads: its sort spills to disk beyond it."""
+
+
+@dataclass
+class DocOrder:
+    """Repository and hash of every commit a ``corpus_batches`` stream gave, in doc order."""
+
+    repositories: list[pa.Array]
+    hashes: list[pa.Array]
+
+
+def corpus_batches(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    repositories: list[str] | None = None,
+    rows: int = BATCH_ROWS,
+    order: DocOrder | None = None,
+) -> Iterator[CommitCorpus]:
+    """``with_change_terms(load_corpus(...))`` without vectors, ``rows`` commits at a time.
+
+    DuckDB streams the ordered rows as Arrow record batches, so only one batch of
+    Python strings exists at a time. ``order`` collects the (repository, hash)
+    columns as compact Arrow arrays, for ``vector_chunks`` afterwards.
+    """
+    from symbiotic_assets.search.change_terms import change_text, ensure_schema
+    from symbiotic_assets.search.index import CommitCorpus
+
+    ensure_search_schema(con)
+    ensure_schema(con)
+    where, params = _where(model, repositories)
+    reader = con.execute(CORPUS_STREAM_SQL.format(where=where), params).to_arrow_reader(rows)
+    for batch in reader:
+        if order is not None:
+            order.repositories.append(batch.column(0))
+            order.hashes.append(batch.column(1))
+        cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+        repos, hashes, authors, _, _, subjects, bodies, paths = cols[:8]
+        texts = []
+        for subject, body, doc_paths, functions, identifiers, branches, prs in zip(
+            subjects, bodies, paths, *cols[8:], strict=True
+        ):
+            text = commit_text(subject, body, doc_paths)
+            extra = change_text(functions, identifiers, branches, prs)
+            texts.append(f"{text}\n{extra}" if extra else text)
+        yield CommitCorpus(
+            hashes=hashes,
+            repositories=repos,
+            authors=authors,
+            authored_at=np.asarray(batch.column(3).to_numpy(), dtype=np.int64),
+            is_merge=np.asarray(batch.column(4).to_numpy(zero_copy_only=False), dtype=bool),
+            subjects=subjects,
+            texts=texts,
+            paths=paths,
+            vectors=np.zeros((len(hashes), 0), dtype=np.float32),
+        )
+
+
+@contextmanager
+def memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
+    """DuckDB's ``memory_limit`` set to ``limit`` for the block, then put back as it was."""
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    before = str(row[0]) if row else None
+    con.execute(f"SET memory_limit = '{limit}'")
+    try:
+        yield
+    finally:
+        if before is not None:
+            con.execute(f"SET memory_limit = '{before}'")
+
+
 def vector_chunks(
     con: duckdb.DuckDBPyConnection,
     model: str,
-    repositories: list[str],
-    hashes: list[str],
+    repositories: list[str] | pa.ChunkedArray,
+    hashes: list[str] | pa.ChunkedArray,
     chunk: int = 65_536,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(doc ids, vectors)`` blocks for the commits given in doc order, as Arrow batches.
@@ -272,8 +371,8 @@ def vector_chunks(
         raise ValueError(f"vector_chunks: {len(repositories)} repositories for {n} hashes")
     docs = pa.table(
         {
-            "repository": pa.array(repositories, pa.string()),
-            "hash": pa.array(hashes, pa.string()),
+            "repository": _strings(repositories),
+            "hash": _strings(hashes),
             "doc": pa.array(np.arange(n, dtype=np.int64)),
         }
     )
@@ -294,9 +393,17 @@ def vector_chunks(
     if not seen.all():
         miss = int(np.flatnonzero(~seen)[0])
         raise ValueError(
-            f"commit {repositories[miss]}@{hashes[miss]}: no vector for model {model!r} "
+            f"commit {_at(repositories, miss)}@{_at(hashes, miss)}: no vector for model {model!r} "
             "(embeddings changed while publishing?)"
         )
+
+
+def _strings(values: list[str] | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    return values if isinstance(values, pa.ChunkedArray) else pa.array(values, pa.string())
+
+
+def _at(values: list[str] | pa.ChunkedArray, i: int) -> str:
+    return str(values[i].as_py()) if isinstance(values, pa.ChunkedArray) else values[i]
 
 
 def _without_trained_at(text: str) -> str:
@@ -320,19 +427,24 @@ def publish_from_warehouse(
     model: str,
     weights: RankerWeights | None = None,
     clicks: ClickModel | None = None,
+    batch_rows: int = BATCH_ROWS,
+    run_postings: int | None = None,
 ) -> PublishResult:
     """Publish the search index from the warehouse, unless nothing changed since the last one.
 
     A fingerprint of the corpus (one aggregate query), the ranker weights, the
     click memory and the index format is stored in ``meta.json``; when the current
     version carries the same one, nothing is written (a no-op run costs the query).
-    Otherwise the metadata is read as rows and the vectors stream from DuckDB as
-    Arrow batches straight into the new version's files.
+    Otherwise everything streams: the commits come ``batch_rows`` at a time in doc
+    order and are written by ``search.index.IndexWriter`` (BM25 postings sorted in
+    runs of ``run_postings`` tokens on disk), then the vectors come from DuckDB as
+    Arrow batches straight into the new version's files. DuckDB's own memory is
+    capped (``PUBLISH_MEMORY_LIMIT``) meanwhile; its sort spills to disk instead.
     """
     from collections import Counter
 
-    from symbiotic_assets.search.change_terms import change_fingerprint, with_change_terms
-    from symbiotic_assets.search.index import FORMAT_VERSION, publish_streamed, published_meta
+    from symbiotic_assets.search.change_terms import change_fingerprint
+    from symbiotic_assets.search.index import FORMAT_VERSION, publish_batches, published_meta
 
     parts = [
         f"format-{FORMAT_VERSION}",
@@ -354,17 +466,26 @@ def publish_from_warehouse(
             repositories=dict(current.get("repositories", {})),
         )
     # BM25 also matches what each commit changed (functions, identifiers, PR branch)
-    corpus = with_change_terms(con, load_corpus(con, model, with_vectors=False))
-    by_repo = dict(Counter(corpus.repositories))
-    chunks = vector_chunks(con, model, corpus.repositories, corpus.hashes)
-    index = publish_streamed(
-        root,
-        corpus,
-        chunks,
-        DIMENSION,
-        model,
-        weights=weights,
-        clicks=clicks,
-        meta={"source_fingerprint": fingerprint, "repositories": by_repo},
-    )
-    return PublishResult(index.version, index.size, True, index.ann_description(), by_repo)
+    by_repo: Counter[str] = Counter()
+    order = DocOrder([], [])
+
+    def batches() -> Iterator[CommitCorpus]:
+        for batch in corpus_batches(con, model, rows=batch_rows, order=order):
+            by_repo.update(batch.repositories)
+            yield batch
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        repos = pa.chunked_array(order.repositories, pa.string())
+        hashes = pa.chunked_array(order.hashes, pa.string())
+        return vector_chunks(con, model, repos, hashes)
+
+    meta: dict[str, object] = {"source_fingerprint": fingerprint, "repositories": by_repo}
+    with memory_limit(con, PUBLISH_MEMORY_LIMIT):
+        written = publish_batches(
+            root, batches(), chunks, DIMENSION, model, weights=weights, clicks=clicks, meta=meta,
+            run_postings=run_postings,
+        )  # fmt: skip
+    return PublishResult(
+        str(written["version"]), int(written["documents"]), True, str(written["ann"]),
+        dict(by_repo),
+    )  # fmt: skip

@@ -18,11 +18,11 @@ previous format (1) still load and are searched exactly until the next publish.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +37,12 @@ from symbiotic_assets.core.vectors import (
     write_streamed,
 )
 from symbiotic_assets.core.vectors import exact_top as exact_top  # re-exported for callers
+from symbiotic_assets.search.bm25_stream import (
+    RUN_POSTINGS,
+    BM25Writer,
+    NpyAppender,
+    index_dtype,
+)
 from symbiotic_assets.search.clicks import ClickBoost, ClickModel
 from symbiotic_assets.search.lexical import BM25Index
 from symbiotic_assets.search.ranker import (
@@ -484,19 +490,20 @@ class SearchIndex:
             ),
             encoding="utf-8",
         )
-        (folder / "ranker.json").write_text(self.weights.to_json(), encoding="utf-8")
-        if self.clicks is not None:
-            (folder / "clicks.json").write_text(self.clicks.to_json(), encoding="utf-8")
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "model_id": self.model_id,
-            "documents": self.size,
-            "dimension": int(self.vectors.shape[1]) if self.size else 0,
-            "vocabulary": len(self.bm25.vocabulary),
-            "ann": self.ann_description(),
-            **self.meta,
-        }
-        (folder / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        _save_settings(
+            folder,
+            self.weights,
+            self.clicks,
+            {
+                "format_version": FORMAT_VERSION,
+                "model_id": self.model_id,
+                "documents": self.size,
+                "dimension": int(self.vectors.shape[1]) if self.size else 0,
+                "vocabulary": len(self.bm25.vocabulary),
+                "ann": self.ann_description(),
+                **self.meta,
+            },
+        )
 
     @classmethod
     def load(cls, folder: Path, version: str = "", mmap_vectors: bool = True) -> SearchIndex:
@@ -554,6 +561,16 @@ class SearchIndex:
         )
 
 
+def _save_settings(
+    folder: Path, weights: RankerWeights, clicks: ClickModel | None, meta: dict[str, Any]
+) -> None:
+    """``ranker.json``, ``clicks.json`` (when there is a click memory) and ``meta.json``."""
+    (folder / "ranker.json").write_text(weights.to_json(), encoding="utf-8")
+    if clicks is not None:
+        (folder / "clicks.json").write_text(clicks.to_json(), encoding="utf-8")
+    (folder / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
 def _load_subject_terms(folder: Path, meta: dict[str, Any]) -> sp.csr_matrix:
     """Memory-mapped CSR parts (format 2), or the format-1 ``.npz`` read whole."""
     if not (folder / "subject_terms_indptr.npy").is_file():
@@ -602,6 +619,152 @@ def _term_matrix(docs: Sequence[Sequence[str]], vocabulary: dict[str, int]) -> s
             cols.append(j)
     data = np.ones(len(rows), dtype=np.float32)
     return sp.csr_matrix((data, (rows, cols)), shape=(len(docs), len(vocabulary)))
+
+
+# --------------------------------------------------------------------------- streamed writing
+class IndexWriter:
+    """Writes every file of a version but the vectors from commit batches given in doc order.
+
+    What ``SearchIndex.build`` + ``save_rest`` write, file for file and byte for
+    byte, without the whole corpus in memory: the BM25 postings go through
+    ``BM25Writer`` (sorted runs on disk), the per-commit columns are appended to
+    their ``.npy`` files batch by batch, and only the hashes (40 bytes a commit,
+    to sort them), the vocabulary and the repository, author and path names stay
+    in memory. A million commits then publish within a bounded amount of memory.
+    """
+
+    _COLUMNS: ClassVar[dict[str, str]] = {
+        "repository_codes": "<i4",
+        "author_codes": "<i4",
+        "authored_at": "<i8",
+        "is_merge": "|b1",
+        "subject_blob": "|u1",
+        "subject_offsets": "<i8",
+        "doc_path_indptr": "<i8",
+        "doc_path_indices": "<i4",
+    }
+
+    def __init__(
+        self, folder: Path, scratch: Path | None = None, run_postings: int | None = None
+    ) -> None:
+        self.folder = folder
+        self.size = 0
+        self.bm25 = BM25Writer(scratch=scratch, run_postings=run_postings or RUN_POSTINGS)
+        self._files = {n: NpyAppender(folder / f"{n}.npy", d) for n, d in self._COLUMNS.items()}
+        self._subject_indices = NpyAppender(folder / "subject_terms_indices.npy", np.int32)
+        self._subject_indptr: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+        self._pending_subject_terms: list[tuple[int, str]] = []  # not (yet) in the vocabulary
+        self._hashes: list[np.ndarray] = []
+        self._names: dict[str, dict[str, int]] = {"repositories": {}, "authors": {}, "paths": {}}
+        self._blob_bytes = 0
+        self._path_count = 0
+        self._files["subject_offsets"].append(np.zeros(1, dtype=np.int64))
+        self._files["doc_path_indptr"].append(np.zeros(1, dtype=np.int64))
+
+    def add(self, batch: CommitCorpus) -> None:
+        """Append the commits of ``batch`` (vectors are not read: zero-width is fine)."""
+        m = len(batch.hashes)
+        first = self.size
+        self.bm25.add(tokenize(t) for t in batch.texts)
+        vocabulary = self.bm25.vocabulary
+        subject_counts = np.zeros(m, dtype=np.int64)
+        subject_ids: list[int] = []
+        for i, subject in enumerate(batch.subjects):
+            row: set[int] = set()
+            for t in tokenize(subject):
+                j = vocabulary.get(t)
+                if j is None:  # only a later commit's text can still bring it in
+                    self._pending_subject_terms.append((first + i, t))
+                else:
+                    row.add(j)
+            subject_ids.extend(sorted(row))
+            subject_counts[i] = len(row)
+        self._subject_indices.append(np.asarray(subject_ids, dtype=np.int32))
+        self._subject_indptr.append(subject_counts)
+        self._hashes.append(np.array(batch.hashes, dtype="S40"))
+        files, names = self._files, self._names
+        for key, column, values in (
+            ("repositories", "repository_codes", batch.repositories),
+            ("authors", "author_codes", batch.authors),
+        ):
+            codes = names[key]
+            files[column].append(
+                np.fromiter((codes.setdefault(v, len(codes)) for v in values), np.int32, m)
+            )
+        files["authored_at"].append(np.asarray(batch.authored_at, dtype=np.int64))
+        files["is_merge"].append(np.asarray(batch.is_merge, dtype=bool))
+        encoded = [v.encode("utf-8") for v in batch.subjects]
+        sizes = np.fromiter((len(e) for e in encoded), np.int64, m)
+        files["subject_blob"].append(np.frombuffer(b"".join(encoded), dtype=np.uint8))
+        files["subject_offsets"].append(self._blob_bytes + np.cumsum(sizes))
+        self._blob_bytes += int(sizes.sum())
+        paths = names["paths"]
+        path_ids = [paths.setdefault(p, len(paths)) for doc in batch.paths for p in doc]
+        counts = np.fromiter((len(doc) for doc in batch.paths), np.int64, m)
+        files["doc_path_indices"].append(np.asarray(path_ids, dtype=np.int32))
+        files["doc_path_indptr"].append(self._path_count + np.cumsum(counts))
+        self._path_count += len(path_ids)
+        self.size += m
+
+    def finish(self) -> dict[str, int]:
+        """Close every file; returns ``{"documents": n, "vocabulary": terms}``."""
+        for f in self._files.values():
+            f.close()
+        bm25 = self.bm25.finish(self.folder)
+        hashes = np.concatenate(self._hashes) if self._hashes else np.zeros(0, dtype="S40")
+        self._hashes = []
+        order = np.argsort(hashes, kind="stable")
+        np.save(self.folder / "hashes.npy", hashes)
+        np.save(self.folder / "hash_sorted.npy", hashes[order])
+        np.save(self.folder / "hash_sorted_docs.npy", order.astype(np.int64))
+        del hashes, order
+        self._finish_subject_terms(bm25["terms"])
+        (self.folder / "names.json").write_text(
+            json.dumps({k: list(v) for k, v in self._names.items()}), encoding="utf-8"
+        )
+        return {"documents": self.size, "vocabulary": bm25["terms"]}
+
+    def close(self) -> None:
+        """Give up: drop the BM25 runs (the folder itself is the caller's to remove)."""
+        self.bm25.close()
+
+    def _finish_subject_terms(self, terms: int) -> None:
+        self._subject_indices.close()
+        counts = np.concatenate(self._subject_indptr)
+        indptr = np.cumsum(counts)
+        vocabulary = self.bm25.vocabulary
+        late = sorted(
+            {(d, vocabulary[t]) for d, t in self._pending_subject_terms if t in vocabulary}
+        )
+        self._pending_subject_terms = []
+        path = self.folder / "subject_terms_indices.npy"
+        if late:  # subject words first seen in a later commit's text: rows rebuilt (rare)
+            matrix = sp.csr_matrix(
+                (np.ones(len(np.load(path)), np.float32), np.load(path), indptr),
+                shape=(self.size, terms),
+            )
+            extra = sp.csr_matrix(
+                (np.ones(len(late), np.float32), ([d for d, _ in late], [j for _, j in late])),
+                shape=(self.size, terms),
+            )
+            matrix = (matrix + extra).tocsr()
+            matrix.data[:] = 1.0
+            matrix.sort_indices()
+            np.save(path, matrix.indices.astype(np.int32))
+            indptr = matrix.indptr.astype(np.int64)
+        nnz = int(indptr[-1])
+        idx = index_dtype(nnz, self.size, terms)
+        if idx != np.int32:
+            raise ValueError(
+                f"subject terms: {nnz} postings over {self.size} commits and {terms} terms "
+                "need 64-bit indices, which this writer does not produce"
+            )
+        np.save(self.folder / "subject_terms_indptr.npy", indptr.astype(idx))
+        data = NpyAppender(self.folder / "subject_terms_data.npy", np.float32)
+        ones = np.ones(min(nnz, 1 << 20), dtype=np.float32)
+        for s in range(0, nnz, len(ones) or 1):
+            data.append(ones[: min(len(ones), nnz - s)])
+        data.close()
 
 
 # --------------------------------------------------------------------------- publishing
@@ -667,6 +830,65 @@ def publish_streamed(
 
     index.version = publish_version(root, write, keep=keep, min_age_seconds=min_age_seconds)
     return index
+
+
+def publish_batches(
+    root: Path,
+    batches: Iterable[CommitCorpus],
+    chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+    dim: int,
+    model_id: str,
+    weights: RankerWeights | None = None,
+    clicks: ClickModel | None = None,
+    meta: dict[str, Any] | None = None,
+    keep: int = KEEP_VERSIONS,
+    min_age_seconds: float = 300.0,
+    run_postings: int | None = None,
+) -> dict[str, Any]:
+    """Publish commits that arrive in ``batches`` (doc order), then their vectors from ``chunks()``.
+
+    The bounded-memory publish (``IndexWriter`` for the text side,
+    ``core.vectors.write_streamed`` for the vectors): the same files as
+    ``publish_streamed`` writes for the same corpus. ``chunks`` is called once every
+    batch was written, so that it can use what the batches brought (the doc order).
+    ``run_postings``: BM25 tokens sorted per run on disk (``BM25Writer``).
+    Returns the new version's ``meta.json`` (with ``version``).
+    """
+    previous = published_meta(root)
+    trained = None  # the current version's trained lists, when its vectors are comparable
+    if previous is not None and previous.get("model_id") == model_id:
+        trained = root / "versions" / str(previous["version"]) / "vectors" / "trained.faiss"
+    written: dict[str, Any] = {}
+
+    def write(folder: Path, version: str) -> None:
+        folder.mkdir(parents=True, exist_ok=False)
+        writer = IndexWriter(folder, scratch=folder, run_postings=run_postings)
+        try:
+            for batch in batches:
+                writer.add(batch)
+            sizes = writer.finish()
+        finally:
+            writer.close()
+        n = sizes["documents"]
+        vectors = write_streamed(folder / "vectors", chunks(), n, dim, trained=trained)
+        ann = f"{vectors['kind']} {vectors.get('lists')} lists, nprobe {vectors.get('nprobe')}"
+        written.update(
+            {
+                "format_version": FORMAT_VERSION,
+                "model_id": model_id,
+                "documents": n,
+                "dimension": dim if n else 0,
+                "vocabulary": sizes["vocabulary"],
+                "ann": ann if vectors["kind"] != "exact" else "exact",
+                **(meta or {}),
+                "version": version,
+                "published_at": datetime.now(UTC).isoformat(),
+            }
+        )
+        _save_settings(folder, weights or RankerWeights(), clicks, written)
+
+    version = publish_version(root, write, keep=keep, min_age_seconds=min_age_seconds)
+    return {**written, "version": version}
 
 
 def published_meta(root: Path) -> dict[str, Any] | None:
