@@ -38,7 +38,7 @@ def refresh_changes(
     root = load_settings().published_dir / "search-changes"
     try:
         version = _current(root)
-        stale = result.groups > 0
+        stale = result.groups > 0 or result.reused_group_rows > 0  # copied ones too
     except NotPublishedError:
         stale = True
     if stale:
@@ -48,6 +48,8 @@ def refresh_changes(
         "repository": spec.name,
         "commits_read": result.commits,
         "pr_groups_found": result.groups,
+        "reused_commits": result.reused_commits,  # copied from repositories sharing history
+        "reused_group_rows": result.reused_group_rows,
         "seconds": round(result.seconds, 2),
         "commits_per_second": round(rate, 1),
         "groups_version": version,
