@@ -1,7 +1,9 @@
 """The Dagster code location: every domain's assets, checks, sensors and schedules.
 
 Importing this module must stay cheap (no torch, no dbt parsing): heavy work
-happens inside assets and resources, never at import time.
+happens inside assets and resources, never at import time. It reads no configuration
+either: the ``settings`` resource reads ``symbiotic.yaml`` and ``SYMBIOTIC_*`` when a
+run, sensor or schedule asks, and the ``warehouse`` resource takes its path from it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import dagster as dg
 
 from symbiotic_assets.analytics import definitions as analytics_definitions
-from symbiotic_assets.core.config import load_settings
 from symbiotic_assets.core.resources import WarehouseResource, settings_resource
 from symbiotic_assets.git import definitions as git_definitions
 from symbiotic_assets.memory import definitions as memory_definitions
@@ -19,10 +20,15 @@ from symbiotic_assets.serving import definitions as serving_definitions
 
 
 def build_definitions() -> dg.Definitions:
-    settings = load_settings()
+    """Every domain's definitions, sharing one ``settings`` and one ``warehouse`` resource.
+
+    The warehouse's ``database`` is left empty: it is the settings' warehouse, resolved
+    when a run starts (a run configured with another ``settings.home`` or
+    ``config_file`` gets that warehouse too; ``warehouse.database`` overrides it).
+    """
     shared = dg.Definitions(
         resources={
-            "warehouse": WarehouseResource(database=settings.warehouse),
+            "warehouse": WarehouseResource(settings=settings_resource),
             "settings": settings_resource,
         },
     )

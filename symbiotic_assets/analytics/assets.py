@@ -15,8 +15,8 @@ from symbiotic_assets.analytics.project import (
     ensure_dbt_manifest,
     export_warehouse_env,
 )
-from symbiotic_assets.core.config import load_settings
-from symbiotic_assets.core.resources import WarehouseResource
+from symbiotic_assets.core.config import Settings
+from symbiotic_assets.core.resources import SettingsResource, WarehouseResource
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 
 # The marts readers use; the publish asset waits for all of them. A test checks this
@@ -109,8 +109,9 @@ def last_built_fingerprint(instance: dg.DagsterInstance) -> str | None:
     return str(value.value) if value is not None else None
 
 
-def dbt_vars(config: DbtBuildConfig) -> dict[str, Any]:
-    stale = config.stale_branch_days or load_settings().stale_branch_days
+def dbt_vars(config: DbtBuildConfig, settings: Settings) -> dict[str, Any]:
+    """dbt's ``--vars``: the run's config, else ``settings`` (the asset's ``settings`` resource)."""
+    stale = config.stale_branch_days or settings.stale_branch_days
     out: dict[str, Any] = {"stale_branch_days": stale}
     if config.as_of:
         out["as_of"] = config.as_of
@@ -150,12 +151,13 @@ def build_dbt_assets() -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext,
         dbt: DbtCliResource,
         warehouse: WarehouseResource,
+        settings: SettingsResource,
         config: DbtBuildConfig,
     ) -> Iterator[Any]:
         """`dbt build` (models and their tests) on the warehouse, holding the writer pool."""
         ensure_source_tables(warehouse)
         database = export_warehouse_env(warehouse.database)
-        variables = dbt_vars(config)
+        variables = dbt_vars(config, settings.get_settings())
         # Only a build of every model records or honours the fingerprint: a subset
         # selected in the UI is built as asked.
         whole = set(context.selected_asset_keys) == set(context.assets_def.keys)

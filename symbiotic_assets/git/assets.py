@@ -10,8 +10,8 @@ from typing import Any, Protocol
 
 import dagster as dg
 
-from symbiotic_assets.core.config import RepositorySpec, load_settings
-from symbiotic_assets.core.resources import WarehouseResource
+from symbiotic_assets.core.config import RepositorySpec, Settings
+from symbiotic_assets.core.resources import SettingsResource, WarehouseResource
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.git.extract import detect_merge_conflicts, refresh_repository
 from symbiotic_assets.git.repository import GitRepository, RepositoryError
@@ -40,8 +40,11 @@ def _notify(repository: str, phase: str, done: int, total: int | None) -> None:
         listener(repository, phase, done, total)
 
 
-def repository_for_partition(partition_key: str) -> RepositorySpec:
-    for spec in load_settings().all_repositories():
+def repository_for_partition(partition_key: str, settings: Settings) -> RepositorySpec:
+    """The configured repository a partition stands for, from the settings the caller was
+    handed (its ``settings`` resource), so a run configured with another file reads that
+    file's repositories."""
+    for spec in settings.all_repositories():
         if spec.name == partition_key:
             return spec
     raise RepositoryError(
@@ -121,9 +124,11 @@ def _duplicates(warehouse: WarehouseResource, table: str, key: str, repository: 
     pool=WAREHOUSE_POOL,
     can_subset=False,
 )
-def git_history(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator:
+def git_history(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: SettingsResource
+) -> Iterator:
     """Stream new commits from one ``git log``, mark rewritten ones, snapshot refs and reflog."""
-    spec = repository_for_partition(context.partition_key)
+    spec = repository_for_partition(context.partition_key, settings.get_settings())
     seen = 0
     total: int | None = None
 
@@ -224,8 +229,11 @@ def _churn_known_check(warehouse: WarehouseResource, repository: str) -> dg.Asse
     description="Every merge commit re-merged with git merge-tree --write-tree: clean or conflict "
     "with the conflicted paths; octopus merges, unrelated histories and missing parents recorded as such.",
 )
-def git_merges(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator:
-    spec = repository_for_partition(context.partition_key)
+def git_merges(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: SettingsResource
+) -> Iterator:
+    current = settings.get_settings()
+    spec = repository_for_partition(context.partition_key, current)
     done = 0
 
     def progress(n: int) -> None:
@@ -238,7 +246,7 @@ def git_merges(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     with warehouse.connect() as con:
         reused = reuse_merge_verdicts(con, spec.name)  # forks and clones: judged elsewhere
     result = detect_merge_conflicts(
-        warehouse.database, spec, workers=load_settings().merge_workers, progress=progress
+        warehouse.database, spec, workers=current.merge_workers, progress=progress
     )
     context.log.info(
         f"{spec.name}: {reused} verdicts copied from repositories sharing the history; re-merged {result.examined} merges ({result.conflict} conflict, {result.clean} "

@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from symbiotic_assets.core.config import ConfigError, load_settings
+from symbiotic_assets.core.config import ConfigError
+from symbiotic_assets.core.resources import SettingsResource, WarehouseResource, settings_resource
 from symbiotic_assets.git.assets import (
     git_history,
     git_merges,
     repositories_partitions,
-    repository_for_partition,
 )
 
 git_refresh_job = dg.define_asset_job(
@@ -23,9 +23,11 @@ git_refresh_job = dg.define_asset_job(
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Registers configured and discovered repositories as partitions and extracts new ones.",
 )
-def repository_discovery_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def repository_discovery_sensor(
+    context: dg.SensorEvaluationContext, settings: SettingsResource
+) -> dg.SensorResult:
     try:
-        wanted = [spec.name for spec in load_settings().all_repositories()]
+        wanted = [spec.name for spec in settings.get_settings().all_repositories()]
     except ConfigError as exc:
         return dg.SensorResult(skip_reason=f"configuration unusable: {exc}")
     known = set(context.instance.get_dynamic_partitions(repositories_partitions.name or ""))
@@ -49,6 +51,8 @@ def repository_discovery_sensor(context: dg.SensorEvaluationContext) -> dg.Senso
 )
 def hourly_git_refresh(
     context: dg.ScheduleEvaluationContext,
+    settings: SettingsResource,
+    warehouse: WarehouseResource,
 ) -> dg.SkipReason | list[dg.RunRequest]:
     """One fingerprint check per repository in this process, one run per changed one only.
 
@@ -58,19 +62,19 @@ def hourly_git_refresh(
     """
     from symbiotic_assets.core.config import RepositorySpec
     from symbiotic_assets.git.changes import plan_changes
-    from symbiotic_assets.git.repository import RepositoryError
 
+    try:  # read once here, not once per partition (scan roots are walked each time)
+        configured = {spec.name: spec for spec in settings.get_settings().all_repositories()}
+    except ConfigError as exc:
+        return dg.SkipReason(f"configuration unusable: {exc}")
     keys = context.instance.get_dynamic_partitions(repositories_partitions.name or "")
-    specs: list[RepositorySpec] = []
-    gone: list[str] = []
-    for key in keys:
-        try:
-            specs.append(repository_for_partition(key))
-        except (RepositoryError, ConfigError):
-            gone.append(key)  # the run would only fail the same way every hour
+    specs: list[RepositorySpec] = [configured[key] for key in keys if key in configured]
+    # a partition no longer configured: its run would only fail the same way every hour
+    gone = [key for key in keys if key not in configured]
     if gone:
         context.log.warning(f"not in the configuration any more, not refreshed: {', '.join(gone)}")
-    plan = plan_changes(load_settings().warehouse, specs)
+    # the warehouse the git_refresh runs write (the settings' one unless overridden)
+    plan = plan_changes(warehouse.resolved_database(), specs)
     changed = plan.changed
     if not changed:
         return dg.SkipReason(
@@ -92,4 +96,5 @@ defs = dg.Definitions(
     jobs=[git_refresh_job],
     sensors=[repository_discovery_sensor],
     schedules=[hourly_git_refresh],
+    resources={"settings": settings_resource},
 )

@@ -19,8 +19,8 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from symbiotic_assets.core.config import load_settings
-from symbiotic_assets.core.resources import EmbedderResource, WarehouseResource
+from symbiotic_assets.core.config import Settings
+from symbiotic_assets.core.resources import EmbedderResource, SettingsResource, WarehouseResource
 from symbiotic_assets.core.schema import DIMENSION, ensure_learning_schema
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.memory.loader import load_memory
@@ -60,8 +60,10 @@ RECOMMENDER_INDEX = dg.AssetKey(["memory", "recommender_index"])
     pool=WAREHOUSE_POOL,
     can_subset=False,
 )
-def memory_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator:
-    store = load_settings().memory_store
+def memory_tables(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: SettingsResource
+) -> Iterator:
+    store = settings.get_settings().memory_store
     with warehouse.connect() as con:
         result = load_memory(store, con)
         totals = con.execute(
@@ -97,9 +99,10 @@ def memory_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
 # --------------------------------------------------------------------------- learning
 
 
-def recommender_root() -> Path:
-    """Where the serving artifacts are published: ``<published_dir>/recommender``."""
-    return load_settings().published_dir / "recommender"
+def recommender_root(settings: Settings) -> Path:
+    """Where the serving artifacts are published: ``<published_dir>/recommender`` of the
+    settings the asset was handed (its ``settings`` resource)."""
+    return settings.published_dir / "recommender"
 
 
 def _ensure_learning_schema(con: Any) -> None:
@@ -416,7 +419,10 @@ def strategy_weights(
     "under $SYMBIOTIC_HOME/published/recommender, swapped in atomically; the API reads only this.",
 )
 def recommender_index(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedder: EmbedderResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    embedder: EmbedderResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     from symbiotic_assets.memory.learning import LearnedState
     from symbiotic_assets.memory.serving import (
@@ -426,7 +432,7 @@ def recommender_index(
     )
 
     model_id = embedder.get_embedder().model_id
-    root = recommender_root()
+    root = recommender_root(settings.get_settings())
     with warehouse.connect() as con:
         _ensure_learning_schema(con)
         state_json = _latest_state(con)

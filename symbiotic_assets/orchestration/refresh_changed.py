@@ -17,8 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from symbiotic_assets.core.config import load_settings
-from symbiotic_assets.core.resources import EmbedderResource, WarehouseResource
+from symbiotic_assets.core.resources import EmbedderResource, SettingsResource, WarehouseResource
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.git.assets import (
     COMMIT_FILES,
@@ -89,10 +88,12 @@ def refresh_changed_repositories(
     config: RefreshChangedConfig,
     warehouse: WarehouseResource,
     search_embedder: EmbedderResource,
+    settings: SettingsResource,
 ) -> Iterator[Any]:
     from symbiotic_assets.git.changes import plan_changes, refresh_many
 
-    specs = load_settings().all_repositories()
+    current = settings.get_settings()
+    specs = current.all_repositories()
     if config.repositories:
         wanted = set(config.repositories)
         unknown = sorted(wanted - {s.name for s in specs})
@@ -149,7 +150,7 @@ def refresh_changed_repositories(
                 from symbiotic_assets.search.change_assets import refresh_changes
 
                 try:
-                    changes = refresh_changes(con, outcome.spec)
+                    changes = refresh_changes(con, outcome.spec, current.published_dir)
                 except Exception as exc:
                     errors[outcome.spec.name] = f"change terms failed: {exc}"
                     _rollback(con)

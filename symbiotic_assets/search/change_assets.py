@@ -8,12 +8,13 @@ run the PR groups of every repository are published for readers
 """
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from symbiotic_assets.core.config import RepositorySpec
-from symbiotic_assets.core.resources import WarehouseResource
+from symbiotic_assets.core.resources import SettingsResource, WarehouseResource
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.git.assets import COMMITS, repositories_partitions, repository_for_partition
 
@@ -21,21 +22,25 @@ CHANGE_TERMS = dg.AssetKey(["search", "change_terms"])
 
 
 def refresh_changes(
-    con: Any, spec: RepositorySpec, progress: Callable[[int, int], None] | None = None
+    con: Any,
+    spec: RepositorySpec,
+    published_dir: Path,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Read new commits' changes of ``spec`` and republish the PR groups if they changed.
 
     Shared by the asset and by ``symbiotic run``'s batch refresh (``orchestration/refresh_changed.py``),
-    so both leave the same tables; returns the materialization metadata.
+    so both leave the same tables; returns the materialization metadata. The groups go
+    under ``published_dir/search-changes``: the caller passes the ``published_dir`` of
+    the settings it was handed.
     """
-    from symbiotic_assets.core.config import load_settings
     from symbiotic_assets.core.publish import NotPublishedError
     from symbiotic_assets.git.repository import GitRepository
     from symbiotic_assets.search.change_terms import _current, publish_groups, refresh_change_terms
 
     repo = GitRepository.open(spec.name, spec.path)
     result = refresh_change_terms(con, repo, spec.name, progress=progress)
-    root = load_settings().published_dir / "search-changes"
+    root = published_dir / "search-changes"
     try:
         version = _current(root)
         stale = result.groups > 0 or result.reused_group_rows > 0  # copied ones too
@@ -67,14 +72,15 @@ def refresh_changes(
     "Incremental: only commits not read yet.",
 )
 def change_terms(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, settings: SettingsResource
 ) -> dg.MaterializeResult:
     repository = context.partition_key
-    spec = repository_for_partition(repository)
+    current = settings.get_settings()
+    spec = repository_for_partition(repository, current)
 
     def progress(done: int, total: int) -> None:
         context.log.info(f"{repository}: changes of {done}/{total} commits read")
 
     with warehouse.connect() as con:
-        metadata = refresh_changes(con, spec, progress)
+        metadata = refresh_changes(con, spec, current.published_dir, progress)
     return dg.MaterializeResult(metadata=metadata)

@@ -14,6 +14,7 @@ import pytest
 from gitrepo import build_standard_repo
 
 from symbiotic_assets.core.config import PROJECT_ROOT, RepositorySpec
+from symbiotic_assets.core.resources import SettingsResource
 
 
 def load_defs() -> dg.Definitions:
@@ -82,14 +83,15 @@ def test_sensor_registers_new_repositories(symbiotic_home: Path, tmp_path: Path,
     monkeypatch.setenv("SYMBIOTIC_CONFIG", str(cfg))
     defs = load_defs()
     sensor = defs.resolve_sensor_def("repository_discovery_sensor")
+    settings = {"settings": SettingsResource()}  # called directly, the sensor needs its resource
     with dg.instance_for_test() as instance:
-        result = sensor(dg.build_sensor_context(instance=instance))
+        result = sensor(dg.build_sensor_context(instance=instance, resources=settings))
         assert sorted(r.partition_key for r in result.run_requests) == ["one", "two"]
         assert result.dynamic_partitions_requests[0].partition_keys == ["two", "one"] or sorted(
             result.dynamic_partitions_requests[0].partition_keys
         ) == ["one", "two"]
         instance.add_dynamic_partitions("repositories", ["one", "two"])
-        again = sensor(dg.build_sensor_context(instance=instance))
+        again = sensor(dg.build_sensor_context(instance=instance, resources=settings))
         assert again.run_requests == [] or again.run_requests is None or not again.run_requests
 
 

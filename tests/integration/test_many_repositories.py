@@ -15,6 +15,7 @@ import pytest
 from gitrepo import ALICE, BOB, GitRepoBuilder, build_standard_repo
 
 from symbiotic_assets.core.config import RepositorySpec
+from symbiotic_assets.core.resources import SettingsResource, WarehouseResource
 from symbiotic_assets.git.changes import (
     NOT_EXTRACTED,
     REFS_MOVED,
@@ -157,7 +158,13 @@ def test_hourly_schedule_requests_runs_only_for_changed_partitions(
 
     def tick(instance: dg.DagsterInstance) -> list[str] | str:
         """Partitions requested, or the skip reason."""
-        out = schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=TICK))
+        with dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=TICK,
+            # called directly, the schedule needs its resources (the defaults: SYMBIOTIC_*)
+            resources={"settings": SettingsResource(), "warehouse": WarehouseResource()},
+        ) as context:
+            out = schedule(context)
         if isinstance(out, dg.SkipReason):
             return out.skip_message or ""
         return sorted(r.partition_key for r in out)

@@ -7,6 +7,7 @@ store there. Real DuckDB and SQLite files, real Dagster runs.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
@@ -104,3 +105,239 @@ def test_run_config_points_one_run_at_another_file(symbiotic_home: Path, tmp_pat
         (symbiotic_home.resolve(), ["symbiotic"]),
         ((tmp_path / "h2").resolve(), ["beta"]),
     ]
+
+
+# -- every Dagster call site takes its settings from the resource -------------------------
+#
+# The process's own configuration (``./symbiotic.yaml`` in the test's working directory,
+# ``$SYMBIOTIC_HOME``) names a repository "decoy" and a home with its own memory store;
+# the resource names "alpha" and "beta" and another home. A call site that went back to
+# ``load_settings()`` would see the decoy and the process's home, and these tests fail.
+
+
+TICK = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def _two_configurations(symbiotic_home: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """(the resource's config file, the resource's home); the process has its own of both."""
+    from gitrepo import build_standard_repo
+
+    for name in ("alpha", "beta", "decoy"):
+        build_standard_repo(tmp_path / "repos" / name)
+    (tmp_path / "symbiotic.yaml").write_text(  # the process's: cwd is tmp_path
+        f"repositories:\n  - path: {tmp_path / 'repos' / 'decoy'}\n"
+    )
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        "repositories:\n"
+        f"  - path: {tmp_path / 'repos' / 'alpha'}\n"
+        f"  - path: {tmp_path / 'repos' / 'beta'}\n"
+        "settings:\n  stale_branch_days: 7\n"
+    )
+    return other, tmp_path / "other-home"
+
+
+def _resources(config_file: Path, home: Path) -> dict[str, object]:
+    settings = SettingsResource(config_file=str(config_file), home=str(home))
+    return {"settings": settings, "warehouse": WarehouseResource(settings=settings)}
+
+
+def test_discovery_sensor_registers_the_resource_repositories(symbiotic_home: Path, tmp_path: Path):
+    from symbiotic_assets.git.definitions import repository_discovery_sensor
+
+    config_file, home = _two_configurations(symbiotic_home, tmp_path)
+    with dg.instance_for_test() as instance:
+        result = repository_discovery_sensor(
+            dg.build_sensor_context(
+                instance=instance,
+                resources={"settings": SettingsResource(config_file=str(config_file))},
+            )
+        )
+    assert sorted(r.partition_key for r in result.run_requests or []) == ["alpha", "beta"]
+    (request,) = result.dynamic_partitions_requests or []
+    assert sorted(request.partition_keys) == ["alpha", "beta"]  # not the process's "decoy"
+
+
+def test_hourly_schedule_plans_the_resource_repositories_on_its_warehouse(
+    symbiotic_home: Path, tmp_path: Path
+):
+    from symbiotic_assets.git.changes import refresh_many
+    from symbiotic_assets.git.definitions import hourly_git_refresh
+
+    config_file, home = _two_configurations(symbiotic_home, tmp_path)
+    resources = _resources(config_file, home)
+    settings = SettingsResource(config_file=str(config_file), home=str(home)).get_settings()
+
+    def tick(instance: dg.DagsterInstance) -> list[str] | str:
+        # the warehouse resource depends on the settings one: resources open as a context
+        with dg.build_schedule_context(
+            instance=instance, resources=resources, scheduled_execution_time=TICK
+        ) as context:
+            out = hourly_git_refresh(context)
+        if isinstance(out, dg.SkipReason):
+            return out.skip_message or ""
+        return sorted(r.partition_key for r in out)
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("repositories", ["alpha", "beta", "decoy"])
+        # "decoy" is not in the resource's configuration: not planned
+        assert tick(instance) == ["alpha", "beta"]
+        # the fingerprints are compared with the resource's warehouse (under its home)
+        refresh_many(settings.warehouse, settings.all_repositories(), workers=1)
+        idle = tick(instance)
+        assert isinstance(idle, str) and "2 repositories checked" in idle and "none changed" in idle
+    assert Path(settings.warehouse) == home / "warehouse.duckdb"
+    assert not (symbiotic_home / "warehouse.duckdb").exists()
+
+
+def test_code_location_run_configured_with_other_settings_reads_and_writes_there(
+    symbiotic_home: Path, tmp_path: Path
+):
+    """The code location as deployed, one run pointed elsewhere by run configuration.
+
+    The git assets find the partition's repository in the run's file, and the
+    warehouse resource (no ``database`` of its own) resolves under the run's home.
+    """
+    from symbiotic_assets.definitions import build_definitions
+
+    config_file, home = _two_configurations(symbiotic_home, tmp_path)
+    defs = build_definitions()
+    run_config = {
+        "resources": {"settings": {"config": {"config_file": str(config_file), "home": str(home)}}}
+    }
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("repositories", ["alpha", "decoy"])
+        result = defs.resolve_job_def("git_refresh").execute_in_process(
+            partition_key="alpha", instance=instance, run_config=run_config
+        )
+    assert result.success
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute(
+            "SELECT repository, count(*) FROM git.commits GROUP BY 1"
+        ).fetchall() == [("alpha", 10)]
+        merges = con.execute(
+            "SELECT count(*) FROM git.merges WHERE repository = 'alpha'"
+        ).fetchone()
+        assert merges == (2,)
+    assert not (symbiotic_home / "warehouse.duckdb").exists()
+
+
+def test_change_terms_publish_groups_under_the_resource_home(symbiotic_home: Path, tmp_path: Path):
+    from symbiotic_assets.git.extract import refresh_repository
+    from symbiotic_assets.search.change_assets import change_terms
+
+    config_file, home = _two_configurations(symbiotic_home, tmp_path)
+    resources = _resources(config_file, home)
+    settings = SettingsResource(config_file=str(config_file), home=str(home)).get_settings()
+    (alpha,) = [s for s in settings.all_repositories() if s.name == "alpha"]
+    refresh_repository(settings.warehouse, alpha)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("repositories", ["alpha"])
+        result = dg.materialize(
+            [change_terms], partition_key="alpha", instance=instance, resources=resources
+        )
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("search__change_terms")
+    assert mat.metadata["commits_read"].value == 8  # the 10 commits less the 2 merges
+    assert (home / "published" / "search-changes").is_dir()
+    assert not (symbiotic_home / "published").exists()
+
+
+def test_batch_refresh_job_refreshes_the_resource_repositories(
+    symbiotic_home: Path, tmp_path: Path
+):
+    from symbiotic_assets.definitions import build_definitions
+
+    config_file, home = _two_configurations(symbiotic_home, tmp_path)
+    run_config = {
+        "resources": {"settings": {"config": {"config_file": str(config_file), "home": str(home)}}},
+        "ops": {"refresh_changed_repositories": {"config": {"embed": False, "workers": 1}}},
+    }
+    with dg.instance_for_test() as instance:
+        result = (
+            build_definitions()
+            .resolve_job_def("git_refresh_changed")
+            .execute_in_process(instance=instance, run_config=run_config)
+        )
+    assert result.success
+    summary = result.output_for_node("refresh_changed_repositories")
+    assert summary["checked"] == 2 and summary["changed"] == 2 and summary["failed"] == 0
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        names = con.execute("SELECT DISTINCT repository FROM git.commits ORDER BY 1").fetchall()
+    assert names == [("alpha",), ("beta",)]
+
+
+def test_memory_load_reads_the_store_under_the_resource_home(symbiotic_home: Path, tmp_path: Path):
+    from symbiotic_assets.definitions import build_definitions
+
+    other_home = tmp_path / "other-home"
+    for home, attempts in ((symbiotic_home, 1), (other_home, 3)):
+        home.mkdir(parents=True)
+        with MemoryStore(home / "memory.sqlite") as store:
+            for i in range(attempts):
+                store.record_fix_attempt(_attempt(i))
+    run_config = {"resources": {"settings": {"config": {"home": str(other_home)}}}}
+    with dg.instance_for_test() as instance:
+        result = (
+            build_definitions()
+            .resolve_job_def("memory_load")
+            .execute_in_process(instance=instance, run_config=run_config)
+        )
+    assert result.success
+    (mat,) = [
+        m
+        for m in result.asset_materializations_for_node("memory_tables")
+        if m.asset_key == dg.AssetKey(["memory", "fix_attempts"])
+    ]
+    assert mat.metadata["total_rows"].value == 3  # the process's store has 1
+    with duckdb.connect(str(other_home / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM memory.fix_attempts").fetchone() == (3,)
+    assert not (symbiotic_home / "warehouse.duckdb").exists()
+
+
+def test_dbt_vars_take_stale_branch_days_from_the_given_settings(
+    symbiotic_home: Path, tmp_path: Path
+):
+    from symbiotic_assets.analytics.assets import DbtBuildConfig, dbt_vars
+
+    config_file, home = _two_configurations(symbiotic_home, tmp_path)
+    settings = SettingsResource(config_file=str(config_file)).get_settings()
+    assert dbt_vars(DbtBuildConfig(), settings) == {"stale_branch_days": 7}  # the process: 30
+    assert dbt_vars(DbtBuildConfig(stale_branch_days=3), settings) == {"stale_branch_days": 3}
+
+
+def test_code_location_loads_with_a_broken_configuration(symbiotic_home: Path, tmp_path: Path):
+    """Nothing is read at import: a bad file fails the runs and ticks that read it, naming it."""
+    from symbiotic_assets.definitions import build_definitions
+
+    (tmp_path / "symbiotic.yaml").write_text("reposotories: []\n")
+    defs = build_definitions()  # used to raise ConfigError here, taking the location down
+    dg.Definitions.validate_loadable(defs)
+    sensor = defs.resolve_sensor_def("repository_discovery_sensor")
+    with dg.instance_for_test() as instance:
+        result = sensor(
+            dg.build_sensor_context(instance=instance, resources={"settings": SettingsResource()})
+        )
+    assert result.skip_reason is not None
+    assert "configuration unusable" in str(result.skip_reason)
+    assert "symbiotic.yaml" in str(result.skip_reason) and "reposotories" in str(result.skip_reason)
+
+
+def test_warehouse_resource_resolves_its_database_from_its_settings(tmp_path: Path):
+    home = tmp_path / "h"
+    assert WarehouseResource(settings=SettingsResource(home=str(home))).resolved_database() == str(
+        home.resolve() / "warehouse.duckdb"
+    )
+    explicit = WarehouseResource(
+        database=str(tmp_path / "w.duckdb"), settings=SettingsResource(home=str(home))
+    )
+    assert explicit.resolved_database() == str(tmp_path / "w.duckdb")
+
+
+def _attempt(i: int) -> dict[str, object]:
+    return {
+        "issue_type": "security", "message": f"issue {i}", "file_path": f"src/m{i}.py",
+        "line_number": i, "stage": "bandit", "agent": "SecurityAgent", "strategy": "security_fix",
+        "success": True, "session_id": "s-1", "timestamp": f"2024-05-0{1 + i}T10:00:00Z",
+        "project": "alpha",
+    }  # fmt: skip
