@@ -267,8 +267,10 @@ def test_batch_refresh_job_refreshes_the_resource_repositories(
     assert names == [("alpha",), ("beta",)]
 
 
-def test_memory_load_reads_the_store_under_the_resource_home(symbiotic_home: Path, tmp_path: Path):
+def test_memory_jobs_read_and_publish_under_the_resource_home(symbiotic_home: Path, tmp_path: Path):
+    """memory_load reads the run's store; memory_learn publishes the recommender there."""
     from symbiotic_assets.definitions import build_definitions
+    from symbiotic_assets.memory.serving import current_version
 
     other_home = tmp_path / "other-home"
     for home, attempts in ((symbiotic_home, 1), (other_home, 3)):
@@ -277,13 +279,14 @@ def test_memory_load_reads_the_store_under_the_resource_home(symbiotic_home: Pat
             for i in range(attempts):
                 store.record_fix_attempt(_attempt(i))
     run_config = {"resources": {"settings": {"config": {"home": str(other_home)}}}}
+    defs = build_definitions()
     with dg.instance_for_test() as instance:
-        result = (
-            build_definitions()
-            .resolve_job_def("memory_load")
-            .execute_in_process(instance=instance, run_config=run_config)
-        )
-    assert result.success
+        load = defs.resolve_job_def("memory_load")
+        result = load.execute_in_process(instance=instance, run_config=run_config)
+        assert result.success
+        learn = defs.resolve_job_def("memory_learn")
+        learned = learn.execute_in_process(instance=instance, run_config=run_config)
+        assert learned.success
     (mat,) = [
         m
         for m in result.asset_materializations_for_node("memory_tables")
@@ -292,7 +295,13 @@ def test_memory_load_reads_the_store_under_the_resource_home(symbiotic_home: Pat
     assert mat.metadata["total_rows"].value == 3  # the process's store has 1
     with duckdb.connect(str(other_home / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM memory.fix_attempts").fetchone() == (3,)
+    (published,) = learned.asset_materializations_for_node("memory__recommender_index")
+    root = other_home / "published" / "recommender"
+    assert published.metadata["path"].value == str(root.resolve())
+    assert published.metadata["attempts"].value == 3
+    assert current_version(root) == published.metadata["version"].value
     assert not (symbiotic_home / "warehouse.duckdb").exists()
+    assert not (symbiotic_home / "published").exists()
 
 
 def test_dbt_vars_take_stale_branch_days_from_the_given_settings(
