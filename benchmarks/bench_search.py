@@ -43,6 +43,20 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000.0, q))
 
 
+def vary(text: str, rng: np.random.Generator) -> str:
+    """One stored copy of ``text``: about one word in ten dropped, sometimes an issue reference.
+
+    Real histories rarely repeat a message word for word; thousands of verbatim
+    copies would tie in BM25 and make every lexical top-k a tie-break over them.
+    """
+    words = text.split()
+    keep = rng.random(len(words)) >= 0.1
+    kept = [w for w, k in zip(words, keep.tolist(), strict=True) if k] or words[:1]
+    if rng.random() < 0.3:
+        kept.append(f"(#{int(rng.integers(1, 200_000))})")
+    return " ".join(kept)
+
+
 def corpus_for(texts: list[str], owner: np.ndarray, seed: int):  # type: ignore[no-untyped-def]
     from symbiotic_assets.search.index import CommitCorpus
 
@@ -50,15 +64,15 @@ def corpus_for(texts: list[str], owner: np.ndarray, seed: int):  # type: ignore[
     rng = np.random.default_rng(seed)
     repo = repositories(n, seed=seed)
     start = 1_500_000_000
-    subjects = [texts[o].split(". ")[0][:120] for o in owner.tolist()]
+    stored = [vary(texts[o], rng) for o in owner.tolist()]
     return CommitCorpus(
         hashes=[f"{h:040x}" for h in rng.integers(0, 2**62, n)],
         repositories=[f"repo-{r}" for r in repo.tolist()],
         authors=[f"Author {a}" for a in rng.integers(0, 500, n).tolist()],
         authored_at=np.sort(rng.integers(start, start + 8 * 365 * 86400, n)),
         is_merge=rng.random(n) < 0.05,
-        subjects=subjects,
-        texts=[texts[o] for o in owner.tolist()],
+        subjects=[t.split(". ")[0][:120] for t in stored],
+        texts=stored,
         paths=[[] for _ in range(n)],
         vectors=np.zeros((n, 0), dtype=np.float32),
     )
@@ -68,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--base", type=int, default=24_000,
+                        help="distinct real texts (commit messages first, then issue texts)")  # fmt: skip
     parser.add_argument("--repo", type=Path, action="append", default=None,
                         help="git repository whose commit messages join the base texts")  # fmt: skip
     args = parser.parse_args(argv)
@@ -77,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from symbiotic_assets.search.index import load_published, publish_streamed
     from symbiotic_assets.search.text import tokenize
 
-    base = base_set(args.repo or [Path(".")])
+    base = base_set(args.repo or [Path(".")], base=args.base)
     stored_texts = [base.texts[i] for i in base.stored]
     held = [base.texts[i] for i in base.held_out]
     embedder = api.embedder_for(MODEL_ID)

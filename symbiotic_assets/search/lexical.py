@@ -20,6 +20,7 @@ compare them).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,9 @@ from symbiotic_assets.core.publish import map_array
 DEFAULT_K1 = 1.2
 DEFAULT_B = 0.75
 SUM_ALL_BELOW = 100_000
+# a posting list shorter than this many times the documents looked up in it is read
+# whole into a dense per-document buffer instead of binary-searched once per document
+DENSE_LOOKUP_FACTOR = 32
 
 
 @dataclass
@@ -49,6 +53,18 @@ class BM25Index:
     def __post_init__(self) -> None:
         if self.impact_docs is None or self.impact_weights is None:
             self.impact_docs, self.impact_weights = impact_order(self.weights)
+        self._scratch = threading.local()
+
+    def _dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """This thread's (scores float64, seen bool) buffers, one cell per document, all zero.
+
+        Every user leaves them zero again by resetting only the cells it wrote.
+        """
+        buffers = getattr(self._scratch, "buffers", None)
+        if buffers is None or len(buffers[0]) != self.n_docs:
+            buffers = (np.zeros(self.n_docs, dtype=np.float64), np.zeros(self.n_docs, dtype=bool))
+            self._scratch.buffers = buffers
+        return buffers
 
     @property
     def n_docs(self) -> int:
@@ -161,13 +177,47 @@ class BM25Index:
             if end == start:
                 continue
             rows = indices[start:end]  # sorted
+            weights = data[start:end] * self.idf[col]
+            if end - start <= DENSE_LOOKUP_FACTOR * len(doc_ids):
+                # scatter the list into the dense buffer, gather the documents, clear it:
+                # sequential writes instead of one binary search per document
+                dense = self._dense()[0]
+                dense[rows] = weights
+                found_weights = dense[doc_ids]
+                dense[rows] = 0.0
+                found = found_weights > 0.0
+                matched[:, j] = found
+                if col not in seen:  # a repeated query term counts once, as in ``score``
+                    seen.add(col)
+                    scores[found] += found_weights[found]
+                continue
             where = np.minimum(np.searchsorted(rows, doc_ids), len(rows) - 1)
             found = rows[where] == doc_ids
             matched[:, j] = found
-            if col not in seen:  # a repeated query term counts once, as in ``score``
+            if col not in seen:
                 seen.add(col)
-                scores[found] += data[start:end][where[found]] * self.idf[col]
+                scores[found] += weights[where[found]]
         return scores.astype(np.float32), matched
+
+    def _sum_essential(self, cols: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(documents holding any of ``cols``, ascending; the sum of their weights, float64).
+
+        Adds each list into the dense buffer and marks its documents, then reads the
+        marked cells: work in proportion to the postings plus one pass over a byte
+        per document, no sort.
+        """
+        dense, marks = self._dense()
+        indptr, indices, data = self.weights.indptr, self.weights.indices, self.weights.data
+        for col in cols:
+            start, end = int(indptr[col]), int(indptr[col + 1])
+            rows = indices[start:end]
+            dense[rows] += data[start:end] * self.idf[col]  # a list holds each document once
+            marks[rows] = True
+        docs = np.flatnonzero(marks)
+        sums = dense[docs]
+        dense[docs] = 0.0
+        marks[docs] = False
+        return docs.astype(np.int64), sums
 
     def top(
         self, terms: Sequence[str], n: int, mask: np.ndarray | None = None
@@ -189,37 +239,37 @@ class BM25Index:
         if sum(lengths) <= max(2 * depth * len(ids), SUM_ALL_BELOW):
             return self.top_exhaustive(terms, n, mask)
         assert self.impact_docs is not None and self.impact_weights is not None
-        # 1. a first threshold from the heads of the impact-ordered lists
-        heads = [
-            self.impact_docs[indptr[j] : indptr[j] + min(depth, m)]
-            for j, m in zip(ids, lengths, strict=True)
-        ]
-        seen = np.unique(np.concatenate(heads)).astype(np.int64)
-        if mask is not None:
-            seen = seen[mask[seen]]
-        scores, _ = self._score_columns(seen, ids)
-        theta = float(np.partition(-scores, n - 1)[n - 1]) * -1.0 if len(seen) >= n else 0.0
+        theta = self._head_threshold(ids, lengths, depth, n, mask)
+        # the bound is the threshold loosened a little, so float32 rounding never drops a
+        # document the exact sum would keep
+        bound = theta * (1 - 1e-5) - 1e-6
         # 2. MaxScore: terms whose maxima sum below the threshold cannot lift a document
         #    that has none of the other terms into the top n; read only the others in full
         best = [float(self.impact_weights[indptr[j]]) * float(self.idf[j]) for j in ids]
         order = sorted(range(len(ids)), key=lambda i: best[i])
         total, cut = 0.0, 0
         for i in order:
-            if total + best[i] >= theta:
+            if total + best[i] >= bound:
                 break
             total += best[i]
             cut += 1
         essential = [ids[i] for i in order[cut:]]
         # 3. sum the essential terms' postings; then add the other terms one at a time,
         #    largest maximum first, dropping every document whose score so far plus the
-        #    maxima still to come cannot reach the threshold (the bound is loosened a
-        #    little so float32 rounding never drops a document the exact sum would keep)
-        docs, partial = self._score_postings(essential)
+        #    maxima still to come cannot reach the threshold.
+        #    A document holding none of the essential terms scores at most ``total``,
+        #    below the threshold, so the survivors hold the whole top n.
+        docs, upper = self._sum_essential(essential)
         if mask is not None and len(docs):
             keep = mask[docs]
-            docs, partial = docs[keep], partial[keep]
-        bound = theta * (1 - 1e-5) - 1e-6
-        upper = partial.astype(np.float64)
+            docs, upper = docs[keep], upper[keep]
+        if len(docs) > 2 * n:
+            # a better threshold: the n-th best exact score among the 2n documents with
+            # the most essential weight (the heads' threshold is often well below it)
+            likely = np.sort(docs[np.argpartition(-upper, 2 * n - 1)[: 2 * n]])
+            exact, _ = self._score_columns(likely, ids)
+            theta = max(theta, float(-np.partition(-exact, n - 1)[n - 1]))
+            bound = theta * (1 - 1e-5) - 1e-6
         remaining = total
         for i in reversed(order[:cut]):
             alive = upper + remaining >= bound
@@ -229,12 +279,51 @@ class BM25Index:
             upper = upper + self._score_columns(docs, [ids[i]])[0]
             remaining -= best[i]
         docs = docs[upper + max(remaining, 0.0) >= bound]
-        # the survivors (and the heads) are scored exactly over all terms, in query order,
-        # so the scores equal the exhaustive sum's to the bit
-        cand = np.unique(np.concatenate([seen, docs])).astype(np.int64)
-        scores, _ = self._score_columns(cand, ids)
+        # the survivors are scored exactly over all terms, in query order, so the
+        # scores equal the exhaustive sum's to the bit
+        scores, _ = self._score_columns(docs, ids)
         keep = scores > 0
-        return _best(cand[keep], scores[keep], n)
+        return _best(docs[keep], scores[keep], n)
+
+    def _head_threshold(
+        self,
+        ids: Sequence[int],
+        lengths: Sequence[int],
+        depth: int,
+        n: int,
+        mask: np.ndarray | None,
+    ) -> float:
+        """A score that at least ``n`` (allowed) documents reach: a lower bound of the n-th best.
+
+        The heads of the impact-ordered lists give each document they hold a partial
+        score (the sum of the weights seen there), without any search in the long
+        lists; the ``2 n`` best by that partial score are then scored exactly, and
+        the n-th best of those exact scores is the threshold.
+        """
+        assert self.impact_docs is not None and self.impact_weights is not None
+        indptr = self.weights.indptr
+        head_docs, head_weights = [], []
+        for j, m in zip(ids, lengths, strict=True):
+            lo, hi = int(indptr[j]), int(indptr[j]) + min(depth, m)
+            head_docs.append(self.impact_docs[lo:hi])
+            head_weights.append(self.impact_weights[lo:hi] * np.float32(self.idf[j]))
+        docs = np.concatenate(head_docs).astype(np.int64)
+        weights = np.concatenate(head_weights)
+        if mask is not None:
+            keep = mask[docs]
+            docs, weights = docs[keep], weights[keep]
+        if len(docs) == 0:
+            return 0.0
+        order = np.argsort(docs, kind="stable")
+        docs, weights = docs[order], weights[order]
+        first = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
+        unique, partial = docs[first], np.add.reduceat(weights, first)
+        if len(unique) < n:
+            return 0.0
+        pick = min(len(unique), 2 * n)
+        chosen = unique[np.argpartition(-partial, pick - 1)[:pick]]
+        exact, _ = self._score_columns(np.sort(chosen), ids)
+        return float(-np.partition(-exact, n - 1)[n - 1])
 
     def top_exhaustive(
         self, terms: Sequence[str], n: int, mask: np.ndarray | None = None

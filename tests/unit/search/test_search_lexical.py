@@ -66,11 +66,15 @@ def test_invalid_parameters_are_named():
         BM25Index.build(DOCS, b=2)
 
 
-def test_top_reads_impact_heads_and_equals_the_exhaustive_sum(monkeypatch):
-    """Impact-ordered top-k (MaxScore) gives the exhaustive BM25 top-k: same docs, same scores."""
+@pytest.mark.parametrize("dense_factor", [0, 32, 10**9], ids=["searched", "default", "dense"])
+def test_top_reads_impact_heads_and_equals_the_exhaustive_sum(monkeypatch, dense_factor):
+    """Impact-ordered top-k (MaxScore) gives the exhaustive BM25 top-k: same docs, same scores,
+    whether documents are looked up in the posting lists by binary search or through the
+    dense buffer."""
     import symbiotic_assets.search.lexical as lexical
 
     monkeypatch.setattr(lexical, "SUM_ALL_BELOW", 0)  # take the pruned path on this small corpus
+    monkeypatch.setattr(lexical, "DENSE_LOOKUP_FACTOR", dense_factor)
     import random
 
     rng = random.Random(7)
