@@ -292,8 +292,9 @@ def semantic_search(
     if mask is not None and not mask.any():
         return []
     parsed = parse_query(query)
-    vec = embedder_for(index.model_id).embed_one(" ".join(query.split()))
-    hits = index.rank(parsed, vec, k=k, mask=mask)
+    embedder = embedder_for(index.model_id)
+    text = " ".join(query.split())
+    hits = index.rank(parsed, lambda: embedder.embed_one(text), k=k, mask=mask)
     surface = {
         t.term: (t.surface.lower() if t.kind == "word" else t.surface) for t in parsed.tokens
     }

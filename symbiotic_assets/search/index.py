@@ -18,7 +18,9 @@ previous format (1) still load and are searched exactly until the next publish.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from symbiotic_assets.core.vectors import (
     APPROXIMATE_ABOVE,
     VectorIndex,
     load_index,
+    one_query_thread,
     one_thread,
     write_streamed,
 )
@@ -57,6 +60,23 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 ANN_MIN_DOCS = APPROXIMATE_ABOVE
 CANDIDATES = 100
+_SIDE: ThreadPoolExecutor | None = None
+_SIDE_LOCK = threading.Lock()
+
+
+def _side_thread() -> ThreadPoolExecutor:
+    """One worker thread per process for the vector half of a query (see ``SearchIndex.rank``).
+
+    The embedding (ONNX Runtime) and faiss release the GIL, so on two cores the
+    vector half and the BM25 half of a query overlap instead of adding up.
+    """
+    global _SIDE
+    with _SIDE_LOCK:
+        if _SIDE is None:
+            _SIDE = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="symbiotic-search", initializer=one_query_thread
+            )
+        return _SIDE
 
 
 class IndexNotPublishedError(FileNotFoundError):
@@ -327,11 +347,17 @@ class SearchIndex:
         n: int = CANDIDATES,
         extra_docs: Sequence[int] = (),
         exact: bool = False,
+        semantic: tuple[np.ndarray, np.ndarray] | None = None,
+        lexical: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Candidates:
-        """Union of semantic top-n, lexical top-n, exact identifier matches and ``extra_docs``."""
+        """Union of semantic top-n, lexical top-n, exact identifier matches and ``extra_docs``.
+
+        ``semantic`` and ``lexical`` take the two top-n lists when the caller already
+        has them (``rank`` computes them side by side).
+        """
         terms = parsed.terms
-        sem_docs, _ = self.semantic_top(query_vec, n, mask, exact=exact)
-        lex_docs, lex_scores = self.bm25.top(terms, n, mask)
+        sem_docs, _ = semantic or self.semantic_top(query_vec, n, mask, exact=exact)
+        lex_docs, lex_scores = lexical or self.bm25.top(terms, n, mask)
         hash_docs = [self.docs_with_hash_prefix(p) for p in parsed.hex_prefixes]
         pools = [sem_docs, lex_docs, *hash_docs, np.asarray(list(extra_docs), dtype=np.int64)]
         docs = np.unique(np.concatenate([p.astype(np.int64) for p in pools]))
@@ -387,7 +413,7 @@ class SearchIndex:
     def rank(
         self,
         parsed: ParsedQuery,
-        query_vec: np.ndarray,
+        query_vec: np.ndarray | Callable[[], np.ndarray],
         k: int = 10,
         mask: np.ndarray | None = None,
         weights: RankerWeights | None = None,
@@ -396,6 +422,9 @@ class SearchIndex:
     ) -> list[Hit]:
         """The ``k`` best documents under ``weights`` (the published ones by default).
 
+        ``query_vec`` is the query's vector, or a function that computes it (the
+        embedding): it then runs with the vector search on a second thread while this
+        one computes the BM25 top-n, which needs only the words.
         ``clicks``: ``True`` uses the published click memory, ``False`` or ``None`` none,
         or a ``ClickModel`` to use instead. Commits boosted by it join the candidates
         (when the filters allow them); without a similar past query nothing changes.
@@ -406,13 +435,24 @@ class SearchIndex:
     def _rank(
         self,
         parsed: ParsedQuery,
-        query_vec: np.ndarray,
+        query_vec: np.ndarray | Callable[[], np.ndarray],
         k: int,
         mask: np.ndarray | None,
         weights: RankerWeights | None,
         exact: bool,
         clicks: ClickModel | None | bool,
     ) -> list[Hit]:
+        semantic = lexical = None
+        if callable(query_vec):
+            embed = query_vec
+
+            def vector_side() -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+                vec = embed()
+                return vec, self.semantic_top(vec, CANDIDATES, mask, exact=exact)
+
+            pending = _side_thread().submit(vector_side)
+            lexical = self.bm25.top(parsed.terms, CANDIDATES, mask)
+            query_vec, semantic = pending.result()
         model = self.clicks if clicks is True else (clicks or None)
         boosts = model.boosts(query_vec) if model is not None else {}
         boost_doc: dict[int, ClickBoost] = {}
@@ -422,7 +462,15 @@ class SearchIndex:
                 if d is not None and (mask is None or mask[d]):
                     boost_doc[int(d)] = boosts[h]
         extra = [d for d, b in boost_doc.items() if b.boost > 0]
-        cand = self.candidates(parsed, query_vec, mask, exact=exact, extra_docs=extra)
+        cand = self.candidates(
+            parsed,
+            query_vec,
+            mask,
+            exact=exact,
+            extra_docs=extra,
+            semantic=semantic,
+            lexical=lexical,
+        )
         if len(cand.docs) == 0:
             return []
         w = (weights or self.weights).vector()

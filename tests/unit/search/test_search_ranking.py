@@ -144,3 +144,33 @@ def test_index_round_trips_through_files(rng, tmp_path):
 def test_build_rejects_columns_of_different_lengths(rng):
     with pytest.raises(ValueError, match="vectors"):
         make_corpus(ROWS, np.zeros((2, DIM), dtype=np.float32))
+
+
+def test_rank_with_the_embedding_on_the_side_thread_equals_rank_with_the_vector(rng):
+    """``rank`` given a function that embeds runs it (and the vector search) on a worker
+    thread while BM25 runs here; the hits must be exactly those of the plain call."""
+    import threading
+
+    index, topics = build(rng)
+    no_merges = index.filter_mask(include_merges=False)
+    threads: list[str] = []
+
+    def embed(vec: np.ndarray):
+        def run() -> np.ndarray:
+            threads.append(threading.current_thread().name)
+            return vec
+
+        return run
+
+    for query, vec, mask in [
+        ("retry backoff", topics[0], None),
+        ("zzz unrelated words", topics[5], no_merges),
+        (h(1)[:7], topics[3], None),
+        ("merge feature branch", topics[4], no_merges),
+    ]:
+        plain = index.rank(parse_query(query), vec, k=6, mask=mask)
+        side = index.rank(parse_query(query), embed(vec), k=6, mask=mask)
+        assert [(x.doc, x.score, x.matched_terms) for x in side] == [
+            (x.doc, x.score, x.matched_terms) for x in plain
+        ]
+    assert threads and all(name != threading.current_thread().name for name in threads)
