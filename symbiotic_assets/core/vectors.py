@@ -81,6 +81,15 @@ def one_thread() -> Iterator[None]:
     yield
 
 
+def one_query_thread() -> None:
+    """Limit faiss to one OpenMP thread on the calling thread (a query worker's initializer).
+
+    OpenMP keeps the thread count per thread, so a worker thread that searches
+    must set it for itself; the process-wide BLAS limit comes from ``one_thread``.
+    """
+    _faiss().omp_set_num_threads(1)
+
+
 @contextlib.contextmanager
 def all_threads() -> Iterator[None]:
     """Every core for a build (k-means, filing rows), whatever queries set before."""
@@ -147,8 +156,14 @@ def default_lists(n: int) -> int:
 
 
 def default_nprobe(n_lists: int) -> int:
-    """Lists a query probes: ``max(32, lists / 16)`` (recall@10 >= 0.99 in ``bench_vectors``)."""
-    return min(n_lists, max(32, n_lists // 16))
+    """Lists a query probes: ``max(64, lists / 32)``.
+
+    Measured on 1M commits of real commit texts and their perturbed MiniLM vectors
+    (``bench_search``, 4,000 lists, same run): 125 probes gave recall@10 0.987 and
+    recall@100 0.975 in 3.4 ms p50; 250 probes 0.992 / 0.990 in 4.7 ms; 64 probes
+    0.969 / 0.957. At 100k rows (1,264 lists) 64 probes reached recall@10 0.993.
+    """
+    return min(n_lists, max(64, n_lists // 32))
 
 
 def train_size(n_lists: int) -> int:
