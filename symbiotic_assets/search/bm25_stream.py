@@ -40,10 +40,10 @@ import numpy as np
 
 from symbiotic_assets.search.lexical import DEFAULT_B, DEFAULT_K1
 
-RUN_POSTINGS = 4_000_000
+RUN_POSTINGS = 2_000_000
 """Tokens buffered before a run is sorted and written (about 100 MB of sort memory)."""
-CHUNK_POSTINGS = 4_000_000
-"""Postings per range of columns written by ``finish``."""
+CHUNK_POSTINGS = 1_000_000
+"""Postings per range of columns written by ``finish`` (about 60 MB of arrays)."""
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
 

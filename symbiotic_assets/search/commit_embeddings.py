@@ -280,8 +280,10 @@ LEFT JOIN g ON g.repository = c.repository AND g.commit_hash = c.hash
 WHERE {where}
 ORDER BY c.repository, c.authored_at, c.hash
 """
-BATCH_ROWS = 50_000
-PUBLISH_MEMORY_LIMIT = "512MB"
+BATCH_ROWS = 10_000
+VECTOR_ROWS = 16_384
+"""Vectors per Arrow batch while publishing (24 MB at 384 dimensions, a few copies of it live)."""
+PUBLISH_MEMORY_LIMIT = "256MB"
 """DuckDB's memory limit while a publish reads: its sort spills to disk beyond it."""
 
 
@@ -314,9 +316,9 @@ def corpus_batches(
     where, params = _where(model, repositories)
     reader = con.execute(CORPUS_STREAM_SQL.format(where=where), params).to_arrow_reader(rows)
     for batch in reader:
-        if order is not None:
-            order.repositories.append(batch.column(0))
-            order.hashes.append(batch.column(1))
+        if order is not None:  # copies: a column of an imported batch keeps all of it alive
+            order.repositories.append(pa.concat_arrays([batch.column(0)]))
+            order.hashes.append(pa.concat_arrays([batch.column(1)]))
         cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
         repos, hashes, authors, _, _, subjects, bodies, paths = cols[:8]
         texts = []
@@ -337,6 +339,22 @@ def corpus_batches(
             paths=paths,
             vectors=np.zeros((len(hashes), 0), dtype=np.float32),
         )
+
+
+def drop_cached_blocks(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """Make DuckDB evict the table blocks it keeps cached, then allow ``limit`` again.
+
+    Best effort: lowering the limit evicts unpinned blocks; if DuckDB cannot
+    (blocks in use), the limit is simply put back.
+    """
+    import duckdb
+
+    try:
+        con.execute("SET memory_limit = '16MB'")
+    except duckdb.Error:
+        pass
+    finally:
+        con.execute(f"SET memory_limit = '{limit}'")
 
 
 @contextmanager
@@ -477,7 +495,12 @@ def publish_from_warehouse(
     def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
         repos = pa.chunked_array(order.repositories, pa.string())
         hashes = pa.chunked_array(order.hashes, pa.string())
-        return vector_chunks(con, model, repos, hashes)
+        order.repositories, order.hashes = [], []
+        yield from vector_chunks(con, model, repos, hashes, chunk=VECTOR_ROWS)
+        del repos, hashes
+        # every vector was read: DuckDB's cached blocks of them would only sit next to
+        # the ANN being built (at 1M commits the 8-bit codes alone are 384 MB)
+        drop_cached_blocks(con, PUBLISH_MEMORY_LIMIT)
 
     meta: dict[str, object] = {"source_fingerprint": fingerprint, "repositories": by_repo}
     with memory_limit(con, PUBLISH_MEMORY_LIMIT):

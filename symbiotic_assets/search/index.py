@@ -917,6 +917,7 @@ def publish_batches(
             sizes = writer.finish()
         finally:
             writer.close()
+        del writer  # its vocabulary and names are written: free them before the vectors
         n = sizes["documents"]
         vectors = write_streamed(folder / "vectors", chunks(), n, dim, trained=trained)
         ann = f"{vectors['kind']} {vectors.get('lists')} lists, nprobe {vectors.get('nprobe')}"

@@ -161,4 +161,4 @@ def test_second_publish_is_a_no_op_and_memory_limit_is_restored(publishes) -> No
     first, again = publishes["result"], publishes["again"]
     assert first.changed and not again.changed and again.version == first.version
     assert first.commits == again.commits == len(publishes["corpus"].hashes)
-    assert publishes["memory_limit"] != "512.0 MiB"  # the publish's cap was put back
+    assert publishes["memory_limit"] != "256.0 MiB"  # the publish's cap was put back
