@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 COMMIT_TEXT_VERSION = 1
 MAX_BODY_CHARS = 1000
@@ -130,33 +131,49 @@ def _is_compound(raw: str) -> bool:
 def analyze(text: str, *, drop_stopwords: bool = True) -> list[Token]:
     """Tokens with their kind; the basis of ``tokenize`` and of query parsing."""
     tokens: list[Token] = []
-    for match in _RAW_TOKEN_RE.finditer(text):
-        raw = match.group(0)
-        if raw.startswith("#"):
-            tokens.append(Token(raw, raw, "issue"))
-            continue
-        low = raw.lower()
-        if _HEX_RE.match(low) and any(c.isdigit() for c in low) and any(c.isalpha() for c in low):
-            tokens.append(Token(low, raw, "hex"))
-            continue
-        compound = _is_compound(raw)
-        if compound:
-            whole = low.strip("./-")
-            if whole:
-                tokens.append(Token(whole, raw, "identifier"))
-        for part in _split_identifier(raw):
-            p = part.lower()
-            if drop_stopwords and p in STOPWORDS:
-                continue
-            if len(p) == 1 and not p.isdigit():
-                continue
-            tokens.append(Token(stem(p), part, "word"))
+    for raw in _RAW_TOKEN_RE.findall(text):
+        tokens += _analyze_raw(raw, drop_stopwords)
     return tokens
 
 
+def _analyze_raw(raw: str, drop_stopwords: bool) -> list[Token]:
+    """The tokens of one raw token (an identifier, word, hash or ``#N``); depends on it alone."""
+    if raw.startswith("#"):
+        return [Token(raw, raw, "issue")]
+    low = raw.lower()
+    if _HEX_RE.match(low) and any(c.isdigit() for c in low) and any(c.isalpha() for c in low):
+        return [Token(low, raw, "hex")]
+    tokens: list[Token] = []
+    if _is_compound(raw):
+        whole = low.strip("./-")
+        if whole:
+            tokens.append(Token(whole, raw, "identifier"))
+    for part in _split_identifier(raw):
+        p = part.lower()
+        if drop_stopwords and p in STOPWORDS:
+            continue
+        if len(p) == 1 and not p.isdigit():
+            continue
+        tokens.append(Token(stem(p), part, "word"))
+    return tokens
+
+
+@lru_cache(maxsize=1 << 17)
+def _raw_terms(raw: str) -> tuple[str, ...]:
+    return tuple(t.term for t in _analyze_raw(raw, True))
+
+
 def tokenize(text: str) -> list[str]:
-    """Index terms of ``text``: identifiers whole and split, hash prefixes, ``#1234``, stems."""
-    return [t.term for t in analyze(text)]
+    """Index terms of ``text``: identifiers whole and split, hash prefixes, ``#1234``, stems.
+
+    The terms of a raw token depend on it alone and the same words recur in every
+    commit, so they are remembered per raw token (a bounded cache): the publish
+    tokenizes every commit text, and this is most of its time.
+    """
+    terms: list[str] = []
+    for raw in _RAW_TOKEN_RE.findall(text):
+        terms += _raw_terms(raw)
+    return terms
 
 
 @dataclass(frozen=True)
