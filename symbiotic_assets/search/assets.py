@@ -14,7 +14,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from symbiotic_assets.core.resources import EmbedderResource, WarehouseResource
+from symbiotic_assets.core.config import Settings
+from symbiotic_assets.core.resources import EmbedderResource, SettingsResource, WarehouseResource
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.git.assets import COMMIT_FILES, COMMITS, repositories_partitions
 from symbiotic_assets.search.change_assets import CHANGE_TERMS
@@ -25,10 +26,9 @@ RANKER_WEIGHTS = dg.AssetKey(["search", "ranker_weights"])
 SERVING_INDEX = dg.AssetKey(["search", "serving_index"])
 
 
-def search_root() -> Path:
-    from symbiotic_assets.core.config import load_settings
-
-    return load_settings().published_dir / "search"
+def search_root(settings: Settings) -> Path:
+    """Where the serving index is published: ``<published_dir>/search``."""
+    return settings.published_dir / "search"
 
 
 @dg.asset(
@@ -108,6 +108,7 @@ def ranker_weights(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     search_embedder: EmbedderResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     from symbiotic_assets.events.store import list_events
     from symbiotic_assets.search.change_terms import history_queries
@@ -130,7 +131,7 @@ def ranker_weights(
     weights = RankerWeights()
     note = "default weights"
     try:
-        index = load_published(search_root())
+        index = load_published(search_root(settings.get_settings()))
     except IndexNotPublishedError:
         index = None
         note = "no index published yet to learn against: default weights"
@@ -196,6 +197,7 @@ def serving_index(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     search_embedder: EmbedderResource,
+    settings: SettingsResource,
 ) -> dg.MaterializeResult:
     from symbiotic_assets.search.clicks import ClickModel
     from symbiotic_assets.search.commit_embeddings import (
@@ -207,7 +209,7 @@ def serving_index(
 
     # The model key only names the vectors; the embedder loads its model lazily.
     key = model_key(search_embedder.get_embedder())
-    root = search_root()
+    root = search_root(settings.get_settings())
     with warehouse.connect() as con:
         ensure_search_schema(con)
         row = con.execute(

@@ -255,12 +255,12 @@ def load_corpus(
 
 
 # The corpus of ``load_corpus`` plus each commit's change terms (``change_terms.change_texts``),
-# in one ordered stream: the change words are joined here instead of read into a dict.
+# in one ordered stream: the change words are joined here instead of read into a dict. The
+# paths come in a second stream in the same order (``FILES_STREAM_SQL``): joining the
+# per-commit path lists here made DuckDB run out of a 512 MB memory limit at 1M commits,
+# where the two plain sorted streams stay within 256 MB (they spill to disk).
 CORPUS_STREAM_SQL = """
-WITH files AS (
-    SELECT repository, commit_hash, list(path ORDER BY path) AS paths
-    FROM git.commit_files GROUP BY ALL
-), g AS (
+WITH g AS (
     SELECT repository, commit_hash,
            list(DISTINCT branch) FILTER (WHERE branch IS NOT NULL) AS branches,
            list(DISTINCT pr_number) FILTER (WHERE pr_number IS NOT NULL) AS prs
@@ -268,17 +268,25 @@ WITH files AS (
 )
 SELECT c.repository, c.hash, coalesce(c.author_name, c.author_email, ''),
        coalesce(epoch(c.authored_at)::BIGINT, 0), coalesce(c.is_merge, false),
-       coalesce(c.subject, ''), c.body, coalesce(f.paths, []),
+       coalesce(c.subject, ''), c.body,
        coalesce(t.functions, []), coalesce(t.identifiers, []),
        coalesce(g.branches, []), coalesce(g.prs, [])
 FROM git.commits c
 JOIN search.commit_embeddings e
   ON e.repository = c.repository AND e.hash = c.hash AND e.model = ?
-LEFT JOIN files f ON f.repository = c.repository AND f.commit_hash = c.hash
 LEFT JOIN search.change_terms t ON t.repository = c.repository AND t.hash = c.hash
 LEFT JOIN g ON g.repository = c.repository AND g.commit_hash = c.hash
 WHERE {where}
 ORDER BY c.repository, c.authored_at, c.hash
+"""
+FILES_STREAM_SQL = """
+SELECT f.repository, f.commit_hash, f.path
+FROM git.commit_files f
+JOIN git.commits c ON c.repository = f.repository AND c.hash = f.commit_hash
+JOIN search.commit_embeddings e
+  ON e.repository = c.repository AND e.hash = c.hash AND e.model = ?
+WHERE {where}
+ORDER BY c.repository, c.authored_at, c.hash, f.path
 """
 BATCH_ROWS = 10_000
 VECTOR_ROWS = 16_384
@@ -315,15 +323,20 @@ def corpus_batches(
     ensure_schema(con)
     where, params = _where(model, repositories)
     reader = con.execute(CORPUS_STREAM_SQL.format(where=where), params).to_arrow_reader(rows)
+    files = con.cursor()  # a second result stream needs a connection of its own
+    paths_of = _PathsInOrder(
+        files.execute(FILES_STREAM_SQL.format(where=where), params).to_arrow_reader(rows)
+    )
     for batch in reader:
         if order is not None:  # copies: a column of an imported batch keeps all of it alive
             order.repositories.append(pa.concat_arrays([batch.column(0)]))
             order.hashes.append(pa.concat_arrays([batch.column(1)]))
         cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-        repos, hashes, authors, _, _, subjects, bodies, paths = cols[:8]
+        repos, hashes, authors, _, _, subjects, bodies = cols[:7]
+        paths = [paths_of.take(r, h) for r, h in zip(repos, hashes, strict=True)]
         texts = []
         for subject, body, doc_paths, functions, identifiers, branches, prs in zip(
-            subjects, bodies, paths, *cols[8:], strict=True
+            subjects, bodies, paths, *cols[7:], strict=True
         ):
             text = commit_text(subject, body, doc_paths)
             extra = change_text(functions, identifiers, branches, prs)
@@ -339,6 +352,38 @@ def corpus_batches(
             paths=paths,
             vectors=np.zeros((len(hashes), 0), dtype=np.float32),
         )
+    paths_of.check_done()
+    files.close()
+
+
+class _PathsInOrder:
+    """The paths of each commit from a ``(repository, hash, path)`` stream in doc order."""
+
+    def __init__(self, reader: pa.RecordBatchReader) -> None:
+        self._rows = self._read(reader)
+        self._head = next(self._rows, None)
+
+    @staticmethod
+    def _read(reader: pa.RecordBatchReader) -> Iterator[tuple[str, str, str]]:
+        for batch in reader:
+            yield from zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True)
+
+    def take(self, repository: str, commit: str) -> list[str]:
+        """The next commit's paths (none when the stream's next row is another commit's)."""
+        out: list[str] = []
+        while self._head is not None and self._head[0] == repository and self._head[1] == commit:
+            out.append(self._head[2])
+            self._head = next(self._rows, None)
+        return out
+
+    def check_done(self) -> None:
+        """Every file row was matched to its commit; otherwise the streams fell out of step."""
+        if self._head is not None:
+            repository, commit, path = self._head
+            raise ValueError(
+                f"git.commit_files row {repository}@{commit} {path!r} came out of step with the "
+                "commits (the warehouse changed while publishing?)"
+            )
 
 
 def drop_cached_blocks(con: duckdb.DuckDBPyConnection, limit: str) -> None:

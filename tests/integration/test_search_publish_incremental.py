@@ -43,7 +43,7 @@ def test_no_op_publish_writes_nothing_and_is_fast(env) -> None:
     from symbiotic_assets.search.commit_embeddings import publish_from_warehouse
     from symbiotic_assets.search.index import load_published
 
-    root = search_root()
+    root = search_root(load_settings())
     first = materialization(env["first"]["search_publish"], ["search", "serving_index"])
     assert first["published"] is True
     before = versions(root)
@@ -65,11 +65,12 @@ def test_no_op_publish_writes_nothing_and_is_fast(env) -> None:
 
 
 def test_a_new_commit_publishes_a_version_that_holds_it(env) -> None:
+    from symbiotic_assets.core.config import load_settings
     from symbiotic_assets.search.api import semantic_search
     from symbiotic_assets.search.assets import search_root
     from symbiotic_assets.search.index import load_published
 
-    root = search_root()
+    root = search_root(load_settings())
     size_before = load_published(root).size
     b = env["repo"]["builder"]
     b.commit("Add a websocket heartbeat so idle proxies keep the connection open",
@@ -85,11 +86,12 @@ def test_a_new_commit_publishes_a_version_that_holds_it(env) -> None:
 
 
 def test_a_previous_format_version_is_read_then_replaced(env) -> None:
+    from symbiotic_assets.core.config import load_settings
     from symbiotic_assets.search.api import semantic_search
     from symbiotic_assets.search.assets import search_root
     from symbiotic_assets.search.index import FORMAT_VERSION, current_version, load_published
 
-    root = search_root()
+    root = search_root(load_settings())
     folder = root / "versions" / current_version(root)
     # rewrite the current version the way format 1 laid it out
     shutil.move(folder / "vectors" / "vectors.npy", folder / "vectors.npy")
