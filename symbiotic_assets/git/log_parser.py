@@ -325,7 +325,6 @@ _RE2_SPACE = "".join(
     f"\\x{{{ord(c):x}}}" for c in _WHITESPACE
 )  # every whitespace code point, escaped
 _BOT_RE2 = "(?i)" + BOT_PATTERNS.pattern.replace("\\s", _RE2_SPACE)
-_TEXT_RECORD_START = re.compile("\x1e[0-9a-f]{40,64}\x1f")
 _BYTES_HASH_AT = re.compile(rb"[0-9a-f]{40,64}\x1f")
 
 # one numstat entry: ``ins\tdel\tpath\0`` or, for a rename, ``ins\tdel\t\0old\0new\0``
@@ -425,9 +424,17 @@ def stage_chunk(con: Any, data: bytes) -> int:
 
 def stage_text_with_sql(con: Any, text: str) -> int | None:
     """The SQL parse of a decoded chunk; None when it declines (the Python parser decides)."""
-    if text.count("\x1e") != len(_TEXT_RECORD_START.findall(text)):
-        return None  # a record separator inside a message: iter_records glues it back
     con.execute(_STAGE_RECORDS_SQL, {"text": text})
+    # A record separator inside a message (iter_records glues it back): then some \x1e is
+    # not followed by a hash and \x1f, so a piece of the split is empty or does not start
+    # with a hash. Checked on the split records: Python's regex over the text cost a tenth
+    # of the parse's CPU.
+    row = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE NOT regexp_full_match(hash, '[0-9a-f]{{40,64}}')"
+        f" OR n_fields < 2) FROM {STAGED_RECORDS}"
+    ).fetchone()
+    if not text.startswith("\x1e") or not row or row[0] != text.count("\x1e") or row[1]:
+        return None
     con.execute(_STAGE_FILES_SQL)
     con.execute(_STAGE_COMMITS_SQL)
     row = con.execute(

@@ -121,6 +121,8 @@ def test_sql_bot_pattern_matches_python_on_unicode_spaces_and_case():
     [
         record(H[0], "", b"Caf\xe9\n", b"1\t0\tna\xefve.txt\0", name=b"Jos\xe9"),  # Latin-1
         record(H[0], "", b"odd \x1e message\n") + record(H[1], H[0], b"next\n"),  # stray \x1e
+        record(H[0], "", b"odd \x1e\x1e twice\n") + record(H[1], H[0], b"next\n"),
+        record(H[0], "", b"a hash \x1e" + H[2].encode() + b"\n"),  # \x1e, hash, no \x1f
         record(H[0], "", b"date\n", date=b"1704121200 +05300"),  # an offset git never writes
     ],
 )
