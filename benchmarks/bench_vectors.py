@@ -5,9 +5,10 @@ Candidates, each built on the same rows and asked the same held-out queries:
 * ``numpy``: exact matrix-vector product (the reference, one BLAS thread);
 * ``old-ivf``: the hand-written IVF the recommender served before (kept here as
   the baseline);
-* ``faiss-flat``, ``faiss-ivf`` (IVFFlat), ``faiss-ivf-sq8`` (what
-  ``core/vectors.py`` serves: IVF over 8-bit codes, exact re-rank from the float
-  rows);
+* ``faiss-flat``, ``faiss-ivf`` (IVFFlat), ``faiss-ivf-pq4fs`` (what
+  ``core/vectors.py`` serves: IVF over 4-bit fast-scan product codes, exact
+  re-rank from the float rows) and ``faiss-ivf-sq8`` (what it served before: the
+  same lists, probes and re-rank over 8-bit scalar codes);
 * ``hnswlib`` and ``usearch`` (HNSW graphs).
 
 Per size and index: build seconds, resident memory added by the build, bytes on
@@ -136,8 +137,21 @@ def build_candidate(
         t_build = time.perf_counter() - t0
         search = old.search
         disk = old.vectors.nbytes + old.ids.nbytes
-    elif name == "faiss-ivf-sq8":
-        VectorIndex.build(x, validate=False).save(folder)
+    elif name in ("faiss-ivf-pq4fs", "faiss-ivf-sq8"):
+        if name == "faiss-ivf-pq4fs":
+            VectorIndex.build(x, validate=False).save(folder)
+        else:
+            nlist = default_lists(len(x))
+            sq = faiss.IndexIVFScalarQuantizer(
+                faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist,
+                faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT,
+            )  # fmt: skip
+            sq.cp.spherical = True
+            sq.cp.niter = 12
+            rng = np.random.default_rng(0)
+            sq.train(x[np.sort(rng.choice(len(x), min(len(x), train_size(nlist)), False))])
+            sq.add(x)
+            VectorIndex(x, sq).save(folder)
         t_build = time.perf_counter() - t0
         disk = dir_bytes(folder)
         t = time.perf_counter()
@@ -273,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             "old-ivf",
             "faiss-flat",
             "faiss-ivf",
+            "faiss-ivf-pq4fs",
             "faiss-ivf-sq8",
             "hnswlib",
             "usearch",

@@ -22,6 +22,7 @@ import duckdb
 from symbiotic_assets.core.config import Settings
 from symbiotic_assets.core.resources import EmbedderResource, SettingsResource, WarehouseResource
 from symbiotic_assets.core.schema import DIMENSION, ensure_learning_schema
+from symbiotic_assets.core.vectors import APPROXIMATE_ABOVE, kind_for
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.memory.loader import load_memory
 
@@ -476,7 +477,7 @@ def recommender_index(
             "attempts": len(rows),
             "state_version": learned.version,
             "model": model_id,
-            "index": "exact" if len(rows) <= 200_000 else "ivf",
+            "index": "exact" if len(rows) <= APPROXIMATE_ABOVE else kind_for(DIMENSION),
             "path": str(root),
             "skipped": False,
             INPUT_FINGERPRINT: fingerprint,

@@ -11,7 +11,7 @@ Large arrays are ``.npy`` files opened memory-mapped, so a CLI process starts in
 milliseconds and several readers share the page cache. The vectors live in
 ``vectors/``, a ``core.vectors`` index folder (the same faiss index the
 recommender serves): exact search up to ``APPROXIMATE_ABOVE`` commits, an
-IVF index over 8-bit codes with exact re-ranking above. Version folders of the
+IVF index over 4-bit fast-scan codes with exact re-ranking above. Version folders of the
 previous format (1) still load and are searched exactly until the next publish.
 """
 

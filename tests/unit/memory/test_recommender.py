@@ -264,7 +264,7 @@ def test_ann_index_recall_and_save_load_round_trip(tmp_path) -> None:  # type: i
     )
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)
     ann = VectorIndex.build(rows, approximate_above=5_000, seed=0)
-    assert ann.kind == "ivf-sq8"
+    assert ann.kind == "ivf-pq4fs"
     queries = rows[rng.integers(0, 20_000, 100)] + 0.05 * rng.standard_normal((100, 32)).astype(
         np.float32
     )

@@ -41,7 +41,7 @@ def queries(rows: np.ndarray) -> np.ndarray:
 
 def test_ann_recall_at_the_depths_production_uses(rows, queries) -> None:
     ann = VectorIndex.build(rows, approximate_above=10_000)
-    assert ann.kind == "ivf-sq8" and ann.ann.ntotal == len(rows)
+    assert ann.kind == "ivf-pq4fs" and ann.ann.ntotal == len(rows)
     assert recall_at_k(ann, rows, queries, k=10) >= 0.97
     assert recall_at_k(ann, rows, queries, k=64) >= 0.95  # the recommender's neighbours
     assert recall_at_k(ann, rows, queries, k=100) >= 0.95  # the ranker's candidates
@@ -85,7 +85,7 @@ def test_streamed_write_in_any_chunk_order_equals_a_whole_build(rows, tmp_path) 
     meta = write_streamed(
         tmp_path / "s", chunks, len(rows), rows.shape[1], approximate_above=10_000
     )
-    assert meta["kind"] == "ivf-sq8" and meta["rows"] == len(rows)
+    assert meta["kind"] == "ivf-pq4fs" and meta["rows"] == len(rows)
     opened = load_index(tmp_path / "s")
     assert np.array_equal(np.asarray(opened.vectors), rows)
     assert recall_at_k(opened, rows, rows[:30], k=10) >= 0.97
@@ -180,3 +180,44 @@ def test_a_streamed_build_reuses_the_previous_trained_lists(rows, tmp_path) -> N
     opened = load_index(tmp_path / "v2")
     assert len(opened) == len(more) and opened.ann.ntotal == len(more)
     assert recall_at_k(opened, more, more[-30:], k=10) >= 0.97
+
+
+def test_a_folder_with_the_previous_8bit_codes_still_loads_and_the_next_build_retrains(
+    rows, queries, tmp_path
+) -> None:
+    """Indexes published with 8-bit scalar codes (``ivf-sq8``) keep answering; a streamed
+    build handed their ``trained.faiss`` trains fast-scan lists instead of reusing them."""
+    import faiss
+
+    quantizer = faiss.IndexFlatIP(rows.shape[1])
+    old = faiss.IndexIVFScalarQuantizer(
+        quantizer, rows.shape[1], 64, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
+    old.train(rows[:10_000])
+    folder = tmp_path / "old"
+    faiss.write_index(old, str(tmp_path / "trained.faiss"))
+    old.add(rows)
+    VectorIndex(rows, old, nprobe=16).save(folder)
+    meta = json.loads((folder / "index.json").read_text())
+    assert meta["kind"] == "ivf-sq8"
+    opened = load_index(folder)
+    assert opened.kind == "ivf-sq8"
+    assert recall_at_k(opened, rows, queries, k=10) >= 0.95
+    chunks = [(ids, rows[ids]) for ids in np.array_split(np.arange(len(rows)), 3)]
+    meta = write_streamed(
+        tmp_path / "new",
+        chunks,
+        len(rows),
+        rows.shape[1],
+        approximate_above=10_000,
+        n_lists=64,
+        trained=tmp_path / "trained.faiss",
+    )
+    assert meta["kind"] == "ivf-pq4fs" and load_index(tmp_path / "new").kind == "ivf-pq4fs"
+
+
+def test_odd_dimensions_fall_back_to_8bit_codes() -> None:
+    odd = clustered(12_000, dim=33)
+    ann = VectorIndex.build(odd, approximate_above=10_000)
+    assert ann.kind == "ivf-sq8"
+    assert recall_at_k(ann, odd, odd[:20], k=10) >= 0.95
