@@ -16,6 +16,11 @@ Caveat, reported with the figures: the clones share one history, so after the fi
 clone the commit texts come from the embedding cache; repositories with distinct
 histories add the model's time per commit (see ``make bench-embedding``).
 
+Keep the smaller size at least the number of cores: the batch refresh extracts one
+repository per core at once, so the first ``cores`` clones all re-merge every merge
+(none has a verdict to copy yet). With fewer clones than cores in the small size, the
+large size pays that duplicate work and the marginal cost is overstated.
+
     python -m benchmarks.bench_many_repos [--source PATH] [--sizes 2 8] [--json PATH]
 """
 
@@ -149,6 +154,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     print(f"source {source} ({commits} commits), sizes {small} and {large}, "
           f"{os.cpu_count()} cores, load {_load()}")  # fmt: skip
+    if small < (os.cpu_count() or 1):
+        print(f"warning: the smaller size ({small}) is below the core count ({os.cpu_count()}): "
+              "clones extracted at once all re-merge, which inflates the marginal cost")  # fmt: skip
     clones = clone_many(source, root / "repos", large)
     baseline = git_log_seconds(clones[0])
     rows = [measure_size(root, clones, n) for n in (small, large)]
