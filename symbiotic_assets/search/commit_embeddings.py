@@ -201,22 +201,31 @@ def corpus_fingerprint(
 
     Lets ``search/serving_index`` skip a publish when nothing changed (commits
     are immutable by hash: reachability, a new vector or new commits change it).
+    The reachable commits and the model's vectors are summed up separately, without
+    joining them: at 1M commits the join took 0.77 s of a no-op publish, the two
+    scans 0.20 s. A vector of a commit outside the corpus then also counts as a
+    change (one publish too many, never one too few).
     """
     ensure_search_schema(con)
-    where, params = _where(model, repositories)
+    only = " AND repository IN (SELECT unnest(?::VARCHAR[]))" if repositories is not None else ""
+    picked: list[object] = [repositories] if repositories is not None else []
     row = con.execute(
         f"""
-        SELECT count(*), coalesce(bit_xor(hash(c.repository, c.hash, e.text_sha256,
-               e.embedded_at, c.is_merge, c.authored_at, c.author_name, c.author_email)), 0)
-        FROM git.commits c
-        JOIN search.commit_embeddings e
-          ON e.repository = c.repository AND e.hash = c.hash AND e.model = ?
-        WHERE {where}
+        WITH c AS (
+            SELECT count(*) AS n, coalesce(bit_xor(hash(repository, hash, is_merge, authored_at,
+                   author_name, author_email)), 0) AS x
+            FROM git.commits WHERE is_reachable{only}
+        ), e AS (
+            SELECT count(*) AS n,
+                   coalesce(bit_xor(hash(repository, hash, text_sha256, embedded_at)), 0) AS x
+            FROM search.commit_embeddings WHERE model = ?{only}
+        )
+        SELECT c.n, c.x, e.n, e.x FROM c, e
         """,
-        params,
+        [*picked, model, *picked],
     ).fetchone()
-    count, digest = (int(row[0]), int(row[1])) if row else (0, 0)
-    return f"{count}:{digest:x}"
+    commits, c_digest, vectors, e_digest = (int(v) for v in row) if row else (0, 0, 0, 0)
+    return f"{commits}:{c_digest:x}:{vectors}:{e_digest:x}"
 
 
 def load_corpus(

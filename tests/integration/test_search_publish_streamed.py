@@ -104,6 +104,8 @@ def publishes(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
         "built": _folder(built_root),
         "corpus": corpus,
         "embedder": embedder,
+        "db": db,
+        "model": key,
     }
 
 
@@ -162,3 +164,35 @@ def test_second_publish_is_a_no_op_and_memory_limit_is_restored(publishes) -> No
     assert first.changed and not again.changed and again.version == first.version
     assert first.commits == again.commits == len(publishes["corpus"].hashes)
     assert publishes["memory_limit"] != "256.0 MiB"  # the publish's cap was put back
+
+
+def test_fingerprint_follows_reachability_and_vectors(publishes, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from symbiotic_assets.core.warehouse import connect
+    from symbiotic_assets.search.commit_embeddings import corpus_fingerprint
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copyfile(publishes["db"], db)
+    key = publishes["model"]
+    some = publishes["corpus"].hashes[3]
+    with connect(db) as con:
+        first = corpus_fingerprint(con, key)
+        assert corpus_fingerprint(con, key, ["demo"]) == first
+        assert corpus_fingerprint(con, key, ["elsewhere"]) != first
+        con.execute("UPDATE git.commits SET is_reachable = false WHERE hash = ?", [some])
+        assert corpus_fingerprint(con, key) != first
+        con.execute("UPDATE git.commits SET is_reachable = true WHERE hash = ?", [some])
+        assert corpus_fingerprint(con, key) == first
+        con.execute(  # a vector of another model is not this corpus
+            "INSERT INTO search.commit_embeddings SELECT repository, hash, 'other-model', "
+            "text_sha256, vector, embedded_at FROM search.commit_embeddings WHERE hash = ?",
+            [some],
+        )
+        assert corpus_fingerprint(con, key) == first
+        con.execute(  # re-embedded
+            "UPDATE search.commit_embeddings SET embedded_at = embedded_at + INTERVAL 1 SECOND "
+            "WHERE hash = ? AND model = ?",
+            [some, key],
+        )
+        assert corpus_fingerprint(con, key) != first
