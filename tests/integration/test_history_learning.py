@@ -84,7 +84,11 @@ def test_history_queries_are_the_merged_prs(warehouse: Path) -> None:
 
 
 def test_ranker_weights_asset_learns_from_history_before_any_click(warehouse: Path) -> None:
-    from symbiotic_assets.core.resources import EmbedderResource, WarehouseResource
+    from symbiotic_assets.core.resources import (
+        EmbedderResource,
+        SettingsResource,
+        WarehouseResource,
+    )
     from symbiotic_assets.core.warehouse import connect
     from symbiotic_assets.search.assets import ranker_weights
     from symbiotic_assets.search.ranker import DEFAULT_WEIGHTS, RankerWeights
@@ -94,6 +98,7 @@ def test_ranker_weights_asset_learns_from_history_before_any_click(warehouse: Pa
         resources={
             "warehouse": WarehouseResource(database=str(warehouse)),
             "search_embedder": EmbedderResource(cache_dir=str(MODEL_CACHE)),
+            "settings": SettingsResource(),
         },
     )
     assert result.success
