@@ -196,3 +196,34 @@ def test_fingerprint_follows_reachability_and_vectors(publishes, tmp_path) -> No
             [some, key],
         )
         assert corpus_fingerprint(con, key) != first
+
+
+def test_serving_index_publishes_under_the_settings_resource_home(publishes, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    import dagster as dg
+
+    from symbiotic_assets.core.resources import (
+        EmbedderResource,
+        SettingsResource,
+        WarehouseResource,
+    )
+    from symbiotic_assets.search.assets import serving_index
+    from symbiotic_assets.search.index import load_published
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copyfile(publishes["db"], db)
+    home = tmp_path / "other-home"
+    result = dg.materialize(
+        [serving_index],
+        resources={
+            "warehouse": WarehouseResource(database=str(db)),
+            "search_embedder": EmbedderResource(cache_dir=str(MODEL_CACHE)),
+            "settings": SettingsResource(home=str(home)),
+        },
+    )
+    assert result.success
+    (mat,) = result.asset_materializations_for_node("search__serving_index")
+    assert mat.metadata["published"].value is True
+    assert mat.metadata["path"].value == str(home / "published" / "search")
+    assert load_published(home / "published" / "search").size == len(publishes["corpus"].hashes)
