@@ -417,6 +417,14 @@ def impact_order(weights: sp.csc_matrix) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _best(docs: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` best (docs, scores), best first, ties by smaller doc id."""
+    """The ``n`` best (docs, scores), best first, ties by smaller doc id.
+
+    Only the documents scoring at least the n-th best score are sorted (all of
+    those tied with it included, so the tie-break is the same as sorting all).
+    """
+    if len(docs) > 4 * n:
+        nth = np.partition(scores, len(scores) - n)[len(scores) - n]
+        keep = scores >= nth
+        docs, scores = docs[keep], scores[keep]
     order = np.lexsort((docs, -scores))[:n]
     return docs[order].astype(np.int64), scores[order].astype(np.float32)
