@@ -123,3 +123,15 @@ def test_saved_index_opens_memory_mapped_and_ranks_the_same(tmp_path):
     for terms in (["retry"], ["retry", "backoff"], ["color", "timeout"]):
         assert np.array_equal(index.top(terms, 5)[0], again.top(terms, 5)[0])
         assert np.array_equal(index.top(terms, 5)[1], again.top(terms, 5)[1])
+
+
+def test_best_sorts_only_the_head_but_breaks_ties_like_a_full_sort():
+    from symbiotic_assets.search.lexical import _best
+
+    rng = np.random.default_rng(3)
+    docs = rng.permutation(5_000).astype(np.int64)
+    scores = rng.integers(0, 6, 5_000).astype(np.float32)  # hundreds of ties at every score
+    for n in (1, 7, 100, 1_000):
+        got = _best(docs, scores, n)
+        order = np.lexsort((docs, -scores))[:n]
+        assert np.array_equal(got[0], docs[order]) and np.array_equal(got[1], scores[order])
