@@ -230,5 +230,7 @@ def test_embedder_for_model_id_rebuilds_each_variant() -> None:
     for variant in ("torch", "onnx", "onnx-int8", "onnx-int8-fused"):
         emb = embedder_for_model_id(f"all-MiniLM-L6-v2@{variant}|commit-text-v1")
         assert emb.model_id == f"all-MiniLM-L6-v2@{variant}"
+        if variant != "torch":  # queries: one ONNX Runtime thread, no spinning second one
+            assert emb.num_threads == 1
     with pytest.raises(ValueError, match="unknown variant 'onnx-int4'"):
         embedder_for_model_id("all-MiniLM-L6-v2@onnx-int4")
