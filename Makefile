@@ -77,9 +77,9 @@ bench-recommend: install
 bench-vectors: install
 	$(BIN)/python -m benchmarks.bench_vectors --sizes 100000 1000000 $(foreach r,$(BENCH_REPOS),--repo $(r))
 
-## bench-search: semantic_search p50/p95 at 100k and 1M published commits vs the previous code, recall@10/100
+## bench-search: semantic_search p50/p95 at 100k and 1M published commits vs the previous code, recall@10/100 (BENCH_REPOS=clone paths)
 bench-search: install
-	$(BIN)/python -m benchmarks.bench_search --sizes 100000 1000000
+	$(BIN)/python -m benchmarks.bench_search --sizes 100000 1000000 $(foreach r,$(BENCH_REPOS),--repo $(r)) $(if $(BENCH_REPOS),--base 40000)
 
 ## eval: offline replay of a generated fix history; fails unless ours beats both baselines
 eval: install
