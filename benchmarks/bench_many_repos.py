@@ -8,6 +8,12 @@ in repository count:
 
     marginal = (T(n_large) - T(n_small)) / (n_large - n_small)
 
+Then the clones of the large size that the small home lacks are added to it and run:
+only they change, so that run over a no-op run of the same home is the cost of the added
+repositories alone, with no first clone's work in it (``measure_added``). Its refresh step
+is the steadiest figure on a shared machine; the whole run is an upper bound, since it
+rebuilds the global steps (the dbt marts, the search index) whole for the added clones.
+
 The yardstick, measured in the same run on one of the clones, is a plain
 ``git log --all --numstat``: extraction cannot beat the git process it reads. Goals: a
 first run costs at most 3x that per extra repository, a no-op run at most 0.3 s.
@@ -134,6 +140,30 @@ def measure_size(root: Path, clones: list[Path], n: int) -> dict[str, Any]:
             "refresh_step_s": step, "fingerprint_check_s": plan.seconds}  # fmt: skip
 
 
+def measure_added(root: Path, clones: list[Path], small: int, large: int) -> dict[str, Any]:
+    """Add ``large - small`` clones to the home that already holds ``small`` and run again.
+
+    Only the added clones change, so this run's cost over a no-op run of the same home is
+    what the extra repositories cost, without the first clones' work in either figure (the
+    first clones of a run re-merge every merge at once, by as much as the machine's load
+    decides, which swamps a difference of two whole runs).
+    """
+    home = root / f"home-{small}"
+    config = root / f"symbiotic-{small}-plus-{large - small}.yaml"
+    config.write_text(
+        "repositories:\n" + "".join(f"  - path: {p}\n    name: {p.name}\n" for p in clones[:large]),
+        encoding="utf-8",
+    )
+    noop_before, _ = symbiotic_run(home, root / f"symbiotic-{small}.yaml")
+    added, out = symbiotic_run(home, config)
+    if f"{large - small} changed" not in out:
+        raise SystemExit(
+            f"adding {large - small} repositories changed something else:\n{out[-2000:]}"
+        )
+    return {"noop_before_s": noop_before, "added_run_s": added,
+            "added_refresh_step_s": refresh_step_seconds(home)}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", type=Path, default=PROJECT_ROOT,
@@ -161,6 +191,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     baseline = git_log_seconds(clones[0])
     rows = [measure_size(root, clones, n) for n in (small, large)]
     span = large - small
+    added = measure_added(root, clones, small, large)
+    added_marginal = (added["added_run_s"] - added["noop_before_s"]) / span
+    added_step = added["added_refresh_step_s"] / span
     first_marginal = (rows[1]["first_run_s"] - rows[0]["first_run_s"]) / span
     noop_marginal = (rows[1]["noop_run_s"] - rows[0]["noop_run_s"]) / span
     # the refresh step without the run's fixed costs; the first clone's full cost (every
@@ -179,6 +212,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "refresh_step_marginal_s_per_repo": step_marginal,
         "refresh_step_marginal_vs_git_log": step_marginal / baseline if baseline else None,
         "fingerprint_check_s_per_repo": rows[1]["fingerprint_check_s"] / large,
+        "added": added,
+        "added_run_marginal_s_per_repo": added_marginal,
+        "added_run_marginal_vs_git_log": added_marginal / baseline if baseline else None,
+        "added_step_s_per_repo": added_step,
+        "added_step_vs_git_log": added_step / baseline if baseline else None,
         "goal_first_ratio": GOAL_FIRST_RATIO,
         "goal_noop_seconds": GOAL_NOOP_SECONDS,
         "first_goal_met": baseline > 0 and 0 <= first_marginal / baseline <= GOAL_FIRST_RATIO,
@@ -200,6 +238,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{'met' if result['noop_goal_met'] else 'NOT met'}\n"
         f"refresh step alone, per extra repository: {step_marginal:.2f} s = "
         f"{result['refresh_step_marginal_vs_git_log']:.1f}x git log\n"
+        f"{span} clones added to the home of {small}: run {added['added_run_s']:.1f} s against a "
+        f"no-op {added['noop_before_s']:.1f} s, so {added_marginal:.2f} s = "
+        f"{result['added_run_marginal_vs_git_log']:.1f}x git log per added repository; its "
+        f"refresh step {added_step:.2f} s = {result['added_step_vs_git_log']:.1f}x per added "
+        "repository\n"
         f"fingerprint check alone: {result['fingerprint_check_s_per_repo'] * 1000:.1f} ms per "
         f"repository\nload after: {result['load_after']}\n"
         "note: the clones share one history, so their commit texts after the first come "
