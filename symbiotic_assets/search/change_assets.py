@@ -26,9 +26,13 @@ def refresh_changes(
     spec: RepositorySpec,
     published_dir: Path,
     progress: Callable[[int, int], None] | None = None,
+    publish: bool = True,
 ) -> dict[str, Any]:
     """Read new commits' changes of ``spec`` and republish the PR groups if they changed.
 
+    With ``publish=False`` the groups are not republished; the metadata says whether
+    they should be (``groups_stale``), so a batch over many repositories publishes
+    them once at its end instead of once per repository.
     Shared by the asset and by ``symbiotic run``'s batch refresh (``orchestration/refresh_changed.py``),
     so both leave the same tables; returns the materialization metadata. The groups go
     under ``published_dir/search-changes``: the caller passes the ``published_dir`` of
@@ -42,12 +46,14 @@ def refresh_changes(
     result = refresh_change_terms(con, repo, spec.name, progress=progress)
     root = published_dir / "search-changes"
     try:
-        version = _current(root)
+        version: str | None = _current(root)
         stale = result.groups > 0 or result.reused_group_rows > 0  # copied ones too
     except NotPublishedError:
         stale = True
-    if stale:
+    if stale and publish:
         version = publish_groups(con, root)
+    elif stale:
+        version = None
     rate = result.commits / result.seconds if result.seconds > 0 else 0.0
     return {
         "repository": spec.name,
@@ -58,6 +64,7 @@ def refresh_changes(
         "seconds": round(result.seconds, 2),
         "commits_per_second": round(rate, 1),
         "groups_version": version,
+        "groups_stale": bool(stale and not publish),
     }
 
 

@@ -350,3 +350,50 @@ def _attempt(i: int) -> dict[str, object]:
         "success": True, "session_id": "s-1", "timestamp": f"2024-05-0{1 + i}T10:00:00Z",
         "project": "alpha",
     }  # fmt: skip
+
+
+def _pr_repository(path: Path, topic: str) -> Path:
+    """A history of its own with one pull request merged into main."""
+    from gitrepo import ALICE, BOB, GitRepoBuilder
+
+    b = GitRepoBuilder(path)
+    b.commit(f"Start {topic}", "2024-01-01T09:00:00+0000", ALICE, {f"{topic}.py": "x = 1\n"})
+    b.checkout("-b", f"{topic}-fix")
+    b.commit(f"Fix {topic}", "2024-01-02T09:00:00+0000", BOB, {f"{topic}.py": "x = 2\n"})
+    b.checkout("main")
+    b.merge(f"{topic}-fix", f"Merge pull request #7 from bob/{topic}-fix\n\nFix {topic}",
+            "2024-01-02T11:00:00+0000", ALICE)  # fmt: skip
+    return path
+
+
+def test_batch_refresh_publishes_the_pr_groups_once_for_all_repositories(tmp_path: Path):
+    """Change terms of every changed repository, then one publish of the PR groups (per
+    repository it rewrote every group of every repository each time)."""
+    from symbiotic_assets.definitions import build_definitions
+
+    repos = [_pr_repository(tmp_path / name, name) for name in ("alpha", "beta", "gamma")]
+    config_file = tmp_path / "batch.yaml"
+    config_file.write_text("repositories:\n" + "".join(f"  - path: {r}\n" for r in repos))
+    home = tmp_path / "batch-home"
+    run_config = {
+        "resources": {"settings": {"config": {"config_file": str(config_file), "home": str(home)}}},
+        "ops": {"refresh_changed_repositories": {"config": {"embed": True, "workers": 1}}},
+    }
+    with dg.instance_for_test() as instance:
+        result = (
+            build_definitions()
+            .resolve_job_def("git_refresh_changed")
+            .execute_in_process(instance=instance, run_config=run_config)
+        )
+    assert result.success
+    mats = [
+        m
+        for m in result.asset_materializations_for_node("refresh_changed_repositories")
+        if m.asset_key == dg.AssetKey(["search", "change_terms"])
+    ]
+    assert sorted(m.partition for m in mats) == ["alpha", "beta", "gamma"]
+    assert all(m.metadata["pr_groups_found"].value == 1 for m in mats)
+    versions = {m.metadata["groups_version"].value for m in mats}
+    folder = home / "published" / "search-changes" / "versions"
+    published = sorted(p.name for p in folder.iterdir())
+    assert len(versions) == 1 and published == sorted(versions)  # one publish for the batch
