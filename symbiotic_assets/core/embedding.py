@@ -632,11 +632,14 @@ class VectorCacheTable:
         keys = list(keys)
         if not keys:
             return {}
-        rows = self.con.execute(
+        from symbiotic_assets.core.vectors import vectors_of
+
+        table = self.con.execute(
             f"SELECT key, vector FROM {self.table} WHERE key IN (SELECT unnest(?::VARCHAR[]))",
             [keys],
-        ).fetchall()
-        return {k: np.asarray(v, dtype=np.float32) for k, v in rows}
+        ).fetch_arrow_table()
+        found = vectors_of(table.column("vector"), self.dim)
+        return dict(zip(table.column("key").to_pylist(), found, strict=True))
 
     def put_many(self, vectors: dict[str, np.ndarray], model_id: str) -> int:
         if not vectors:
@@ -646,13 +649,15 @@ class VectorCacheTable:
                 raise ValueError(
                     f"vector for key {k[:12]}...: shape {v.shape}, expected ({self.dim},)"
                 )
-        import pandas as pd
+        import pyarrow as pa
 
-        frame = pd.DataFrame(
+        from symbiotic_assets.core.vectors import vector_array
+
+        frame = pa.table(
             {
-                "key": list(vectors.keys()),
-                "model": model_id,
-                "vector": [v.astype(np.float32).tolist() for v in vectors.values()],
+                "key": pa.array(list(vectors.keys()), pa.string()),
+                "model": pa.array([model_id] * len(vectors), pa.string()),
+                "vector": vector_array(np.stack(list(vectors.values()))),
             }
         )
         self.con.register("_symbiotic_new_vectors", frame)

@@ -110,6 +110,29 @@ def all_threads() -> Iterator[None]:
     yield
 
 
+def vector_array(vectors: np.ndarray) -> Any:
+    """An (n, dim) float32 matrix as an Arrow fixed-size list column (DuckDB ``FLOAT[dim]``).
+
+    One buffer for all rows: vectors go into DuckDB without a Python list per row.
+    """
+    import pyarrow as pa
+
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if v.ndim != 2:
+        raise ValueError(f"vectors: expected an (n, dim) matrix, got shape {v.shape}")
+    return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
+
+
+def vectors_of(column: Any, dim: int) -> np.ndarray:
+    """An Arrow ``FLOAT[dim]`` column (array or chunked) as an (n, dim) float32 matrix."""
+    import pyarrow as pa
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = [np.asarray(c.flatten().to_numpy(zero_copy_only=False), np.float32) for c in chunks]
+    flat = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return flat.reshape(-1, dim)
+
+
 def unit_rows(vectors: np.ndarray, name: str = "vectors") -> np.ndarray:
     """``vectors`` as a contiguous float32 (n, dim) matrix; raises unless every row is unit."""
     v = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -22,7 +22,7 @@ import duckdb
 from symbiotic_assets.core.config import Settings
 from symbiotic_assets.core.resources import EmbedderResource, SettingsResource, WarehouseResource
 from symbiotic_assets.core.schema import DIMENSION, ensure_learning_schema
-from symbiotic_assets.core.vectors import APPROXIMATE_ABOVE, kind_for
+from symbiotic_assets.core.vectors import APPROXIMATE_ABOVE, kind_for, vector_array, vectors_of
 from symbiotic_assets.core.warehouse import WAREHOUSE_POOL
 from symbiotic_assets.memory.loader import load_memory
 
@@ -122,19 +122,15 @@ _ATTEMPTS_WITH_VECTORS = """
 
 def _read_history(con: Any, model: str) -> tuple[list[dict[str, Any]], Any]:
     """Non-deleted attempts that have a vector for ``model``, time order, and their vectors."""
-    import numpy as np
 
-    rows = con.execute(_ATTEMPTS_WITH_VECTORS, [model]).fetchall()
+    table = con.execute(_ATTEMPTS_WITH_VECTORS, [model]).fetch_arrow_table()
     names = ("id", "issue_type", "message", "file_path", "stage", "agent", "strategy")
+    columns = [table.column(i).to_pylist() for i in range(9)]
     records = [
         dict(zip(names, r[:7], strict=True)) | {"success": bool(r[7]), "timestamp": float(r[8])}
-        for r in rows
+        for r in zip(*columns, strict=True)
     ]
-    vectors = (
-        np.asarray([r[9] for r in rows], dtype=np.float32)
-        if rows
-        else np.zeros((0, DIMENSION), dtype=np.float32)
-    )
+    vectors = vectors_of(table.column(9), DIMENSION)
     return records, vectors
 
 
@@ -158,7 +154,7 @@ def _latest_state(con: Any) -> str | None:
 def fix_attempt_embeddings(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedder: EmbedderResource
 ) -> Iterator:
-    import pandas as pd
+    import pyarrow as pa
 
     from symbiotic_assets.core.embedding import VectorCacheTable, cache_key, issue_text
 
@@ -206,11 +202,11 @@ def fix_attempt_embeddings(
                     f"embedder {model_id!r} gives {vectors.shape[1]}-dim vectors; "
                     f"memory.fix_attempt_embeddings holds {DIMENSION}"
                 )
-            frame = pd.DataFrame(
+            frame = pa.table(
                 {
-                    "attempt_id": [pending[j][0] for j in todo],
-                    "text_sha256": [keys[j] for j in todo],
-                    "vector": [v.tolist() for v in vectors],
+                    "attempt_id": pa.array([pending[j][0] for j in todo]),
+                    "text_sha256": pa.array([keys[j] for j in todo], pa.string()),
+                    "vector": vector_array(vectors),
                 }
             )
             con.register("_memory_new_vectors", frame)

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from symbiotic_assets.core.vectors import vector_array as vector_array  # re-exported
+from symbiotic_assets.core.vectors import vectors_of
 from symbiotic_assets.search.text import COMMIT_TEXT_VERSION, commit_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,20 +73,6 @@ WHERE c.repository = ? AND c.is_reachable {extra}
 GROUP BY c.repository, c.hash, c.subject, c.body, c.authored_at
 ORDER BY c.authored_at, c.hash
 """
-
-
-def vector_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
-    """An (n, dim) float32 matrix as an Arrow fixed-size list column, without a copy per row."""
-    v = np.ascontiguousarray(vectors, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
-
-
-def vectors_of(column: pa.Array | pa.ChunkedArray, dim: int = DIMENSION) -> np.ndarray:
-    """An Arrow ``FLOAT[dim]`` column as an (n, dim) float32 matrix (one copy at most)."""
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    parts = [np.asarray(c.values.to_numpy(zero_copy_only=False), np.float32) for c in chunks]
-    flat = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    return flat.reshape(-1, dim)
 
 
 def model_key(embedder: IssueEmbedder) -> str:
@@ -459,7 +447,7 @@ def vector_chunks(
         for batch in reader:
             ids = np.asarray(batch.column(0).to_numpy(), dtype=np.int64)
             seen[ids] = True
-            yield ids, vectors_of(batch.column(1))
+            yield ids, vectors_of(batch.column(1), DIMENSION)
     finally:
         con.unregister("_publish_docs")
     if not seen.all():

@@ -221,3 +221,26 @@ def test_odd_dimensions_fall_back_to_8bit_codes() -> None:
     ann = VectorIndex.build(odd, approximate_above=10_000)
     assert ann.kind == "ivf-sq8"
     assert recall_at_k(ann, odd, odd[:20], k=10) >= 0.95
+
+
+def test_vectors_cross_duckdb_as_one_arrow_buffer_and_come_back_exactly(tmp_path) -> None:
+    """``vector_array`` / ``vectors_of``: FLOAT[dim] in and out of a real DuckDB file, also
+    from sliced and multi-chunk Arrow columns (whose value buffers start elsewhere)."""
+    import duckdb
+    import pyarrow as pa
+
+    from symbiotic_assets.core.vectors import vector_array, vectors_of
+
+    rows = clustered(3_000, dim=16)
+    con = duckdb.connect(str(tmp_path / "v.duckdb"))
+    con.execute("CREATE TABLE t (i INTEGER, v FLOAT[16])")
+    con.register("new_rows", pa.table({"i": np.arange(len(rows)), "v": vector_array(rows)}))
+    con.execute("INSERT INTO t SELECT i, v FROM new_rows")
+    back = con.execute("SELECT v FROM t ORDER BY i").fetch_arrow_table().column("v")
+    assert np.array_equal(vectors_of(back, 16), rows)
+    sliced = vector_array(rows).slice(1_000, 5)
+    assert np.array_equal(vectors_of(sliced, 16), rows[1_000:1_005])
+    chunked = pa.chunked_array([vector_array(rows[:7]).slice(2), vector_array(rows[7:9])])
+    assert np.array_equal(vectors_of(chunked, 16), rows[2:9])
+    with pytest.raises(ValueError, match="shape"):
+        vector_array(rows[0])
