@@ -332,7 +332,9 @@ def test_code_location_loads_with_a_broken_configuration(symbiotic_home: Path, t
     assert "symbiotic.yaml" in str(result.skip_reason) and "reposotories" in str(result.skip_reason)
 
 
-def test_warehouse_resource_resolves_its_database_from_its_settings(tmp_path: Path):
+def test_warehouse_resource_resolves_its_database_from_its_settings(
+    symbiotic_home: Path, tmp_path: Path
+):
     home = tmp_path / "h"
     assert WarehouseResource(settings=SettingsResource(home=str(home))).resolved_database() == str(
         home.resolve() / "warehouse.duckdb"
@@ -366,7 +368,9 @@ def _pr_repository(path: Path, topic: str) -> Path:
     return path
 
 
-def test_batch_refresh_publishes_the_pr_groups_once_for_all_repositories(tmp_path: Path):
+def test_batch_refresh_publishes_the_pr_groups_once_for_all_repositories(
+    symbiotic_home: Path, tmp_path: Path
+):
     """Change terms of every changed repository, then one publish of the PR groups (per
     repository it rewrote every group of every repository each time)."""
     from symbiotic_assets.definitions import build_definitions
