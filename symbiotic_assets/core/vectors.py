@@ -58,6 +58,12 @@ TRAIN_SIZE = 65_536
 MIN_RERANK = 256
 """Candidates re-ranked exactly at the least (4-bit codes order close neighbours coarsely)."""
 PQ_TRAIN_ROWS = 8_192
+FILTER_PROBES_AT_MOST = 4
+"""A filter multiplies the lists probed by the share of rows it removes, up to this factor.
+
+At 1M rows and one repository of 4-6% allowed, 100 held-out real queries: 4 times the
+probes kept recall@10 at 1.000 in 5 ms; probing every list took 14-15 ms for the same.
+"""
 _META = "index.json"
 _VECTORS = "vectors.npy"
 _ANN = "ann.faiss"
@@ -301,7 +307,8 @@ class VectorIndex:
         """Row ids and exact cosine similarities of (about) the ``k`` best rows, best first.
 
         ``allowed`` (bool per row) restricts the answer to those rows; it is applied
-        inside faiss, and the lists probed grow by the share of rows it removes.
+        inside faiss, and the lists probed grow by the share of rows it removes, at
+        most ``FILTER_PROBES_AT_MOST`` times.
         """
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         if q.shape[0] != self.dim:
@@ -314,6 +321,11 @@ class VectorIndex:
                 return exact_top(self.vectors, q, k, allowed)
             return self._ann_search(q, k, allowed, n_allowed)
 
+    def probes_for(self, n_allowed: int) -> int:
+        """Lists probed when ``n_allowed`` rows pass the filter (see ``FILTER_PROBES_AT_MOST``)."""
+        grow = min(FILTER_PROBES_AT_MOST, len(self) / max(n_allowed, 1))
+        return min(self.n_lists, int(np.ceil(self.nprobe * max(grow, 1.0))))
+
     def _ann_search(
         self, q: np.ndarray, k: int, allowed: np.ndarray | None, n_allowed: int
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -322,7 +334,7 @@ class VectorIndex:
         nprobe = self.nprobe
         params = faiss.SearchParametersIVF()
         if allowed is not None:
-            nprobe = min(self.n_lists, int(np.ceil(nprobe * len(self) / max(n_allowed, 1))))
+            nprobe = self.probes_for(n_allowed)
             bits = np.packbits(np.asarray(allowed, dtype=bool), bitorder="little")
             selector = faiss.IDSelectorBitmap(len(self), faiss.swig_ptr(bits))
             params.sel = selector
