@@ -51,6 +51,11 @@ class SettingsResource(dg.ConfigurableResource):
 settings_resource = SettingsResource.configure_at_launch()
 
 
+def _default_settings() -> dg.ResourceDependency[SettingsResource]:
+    """A resource built without settings (tests, the CLI) reads the default ones."""
+    return cast("dg.ResourceDependency[SettingsResource]", SettingsResource())
+
+
 class EmbedderResource(dg.ConfigurableResource):
     """Issue embedder configuration: which model, which backend, where exports are cached."""
 
@@ -61,26 +66,27 @@ class EmbedderResource(dg.ConfigurableResource):
     cache_dir: str | None = None
     cache_size: int = 50_000
     batch_size: int = 32
+    settings: dg.ResourceDependency[SettingsResource] = Field(default_factory=_default_settings)
 
     _embedder: IssueEmbedder | None = PrivateAttr(default=None)
 
     def get_embedder(self) -> IssueEmbedder:
-        """The shared embedder, built on first use."""
+        """The shared embedder, built on first use.
+
+        Exported models go to ``cache_dir``, else to ``models/`` under the home of the
+        ``settings`` dependency (so a run handed another home exports there too).
+        """
         if self._embedder is None:
+            cache_dir = self.cache_dir or str(self.settings.get_settings().home / "models")
             self._embedder = IssueEmbedder(
                 model_name=self.model_name,
                 backend=self.backend,
                 quantize=self.quantize,
                 fuse_attention=self.fuse_attention,
-                cache_dir=self.cache_dir,
+                cache_dir=cache_dir,
                 cache_size=self.cache_size,
             )
         return self._embedder
-
-
-def _default_settings() -> dg.ResourceDependency[SettingsResource]:
-    """A warehouse built without settings (tests pass ``database``) reads the default ones."""
-    return cast("dg.ResourceDependency[SettingsResource]", SettingsResource())
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -105,5 +105,8 @@ defs = dg.Definitions(
     jobs=[memory_load_job, memory_learn_job],
     sensors=[memory_events_sensor, memory_learn_sensor],
     schedules=[daily_memory_learn],
-    resources={"embedder": EmbedderResource(), "settings": settings_resource},
+    resources={
+        "embedder": EmbedderResource(settings=settings_resource),
+        "settings": settings_resource,
+    },
 )

@@ -6,7 +6,7 @@ module does not import torch: the embedder loads on the first asset that needs i
 
 import dagster as dg
 
-from symbiotic_assets.core.resources import EmbedderResource
+from symbiotic_assets.core.resources import EmbedderResource, settings_resource
 from symbiotic_assets.git.assets import repositories_partitions
 from symbiotic_assets.search.assets import (
     COMMIT_EMBEDDINGS,
@@ -54,5 +54,5 @@ defs = dg.Definitions(
     assets=[commit_embeddings, change_terms, ranker_weights, serving_index],
     jobs=[search_embed_job, search_publish_job],
     schedules=[hourly_search_embed, hourly_search_publish],
-    resources={"search_embedder": EmbedderResource()},
+    resources={"search_embedder": EmbedderResource(settings=settings_resource)},
 )

@@ -401,3 +401,22 @@ def test_batch_refresh_publishes_the_pr_groups_once_for_all_repositories(
     folder = home / "published" / "search-changes" / "versions"
     published = sorted(p.name for p in folder.iterdir())
     assert len(versions) == 1 and published == sorted(versions)  # one publish for the batch
+
+
+def test_embedder_exports_models_under_the_home_of_its_settings(
+    symbiotic_home: Path, tmp_path: Path
+):
+    """The model export folder follows the settings resource (it read $SYMBIOTIC_HOME)."""
+    from symbiotic_assets.core.resources import EmbedderResource
+    from symbiotic_assets.definitions import build_definitions
+
+    other = tmp_path / "other-home"
+    embedder = EmbedderResource(settings=SettingsResource(home=str(other))).get_embedder()
+    assert embedder.cache_dir == other.resolve() / "models"
+    explicit = EmbedderResource(cache_dir=str(tmp_path / "m"), settings=SettingsResource())
+    assert explicit.get_embedder().cache_dir == tmp_path / "m"
+    assert EmbedderResource().get_embedder().cache_dir == symbiotic_home.resolve() / "models"
+    # the code location wires both embedders to the shared settings resource
+    defs = build_definitions()
+    for key in ("search_embedder", "embedder"):
+        assert defs.resources[key].settings is defs.resources["settings"]
