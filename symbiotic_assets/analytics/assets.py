@@ -13,7 +13,7 @@ import dagster as dg
 from symbiotic_assets.analytics.project import (
     dbt_project,
     ensure_dbt_manifest,
-    export_warehouse_env,
+    warehouse_env,
 )
 from symbiotic_assets.core.config import Settings
 from symbiotic_assets.core.resources import SettingsResource, WarehouseResource
@@ -156,7 +156,7 @@ def build_dbt_assets() -> dg.AssetsDefinition:
     ) -> Iterator[Any]:
         """`dbt build` (models and their tests) on the warehouse, holding the writer pool."""
         ensure_source_tables(warehouse)
-        database = export_warehouse_env(warehouse.database)
+        database = warehouse.database
         variables = dbt_vars(config, settings.get_settings())
         # Only a build of every model records or honours the fingerprint: a subset
         # selected in the UI is built as asked.
@@ -179,7 +179,9 @@ def build_dbt_assets() -> dg.AssetsDefinition:
                 )
             return
         context.log.info(f"dbt build on {database} with vars {variables}")
-        yield from dbt.cli(["build", "--vars", json.dumps(variables)], context=context).stream()
+        with warehouse_env(database):  # read by dbt's profile when the process starts
+            build = dbt.cli(["build", "--vars", json.dumps(variables)], context=context)
+        yield from build.stream()
         if fingerprint:
             # reached only when dbt build succeeded (a failed build raises above)
             yield dg.AssetObservation(

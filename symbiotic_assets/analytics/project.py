@@ -11,6 +11,8 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,17 +32,27 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def export_warehouse_env(warehouse: str) -> str:
-    """Make SYMBIOTIC_WAREHOUSE absolute in this process's environment, for dbt's profile.
+@contextmanager
+def warehouse_env(warehouse: str) -> Iterator[str]:
+    """SYMBIOTIC_WAREHOUSE set (absolute) for the dbt processes started inside, then restored.
 
-    The asset passes its ``warehouse`` resource's database, so dbt builds the warehouse
-    Dagster was configured with, not whatever the environment said at import.
+    dbt's profile reads the variable, and dagster-dbt hands a dbt process this process's
+    environment; the asset passes its ``warehouse`` resource's database, so dbt builds
+    the warehouse Dagster was configured with. Leaving the variable set afterwards would
+    make it override the settings of every later run in the same process.
     """
     database = warehouse
     if not database.startswith("md:"):
         database = str(Path(database).expanduser().resolve())
+    before = os.environ.get("SYMBIOTIC_WAREHOUSE")
     os.environ["SYMBIOTIC_WAREHOUSE"] = database
-    return database
+    try:
+        yield database
+    finally:
+        if before is None:
+            os.environ.pop("SYMBIOTIC_WAREHOUSE", None)
+        else:
+            os.environ["SYMBIOTIC_WAREHOUSE"] = before
 
 
 @cache
@@ -60,16 +72,16 @@ def prepare_dbt_manifest(warehouse: str | None = None) -> Path:
     """
     from dagster_dbt import DbtCliResource
 
-    export_warehouse_env(warehouse or load_settings().warehouse)
     project = dbt_project()
     project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = project.manifest_path.parent / ".prepare.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
-                ["parse", "--quiet"], target_path=project.target_path
-            ).wait()
+            with warehouse_env(warehouse or load_settings().warehouse):
+                DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+                    ["parse", "--quiet"], target_path=project.target_path
+                ).wait()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     if not project.manifest_path.exists():

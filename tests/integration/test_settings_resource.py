@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 
 from symbiotic_assets.analytics.assets import MART_MODELS
 from symbiotic_assets.core.resources import SettingsResource, WarehouseResource, settings_resource
@@ -420,3 +421,24 @@ def test_embedder_exports_models_under_the_home_of_its_settings(
     defs = build_definitions()
     for key in ("search_embedder", "embedder"):
         assert defs.resources[key].settings is defs.resources["settings"]
+
+
+def test_dbt_sees_the_warehouse_but_the_process_environment_is_left_alone(
+    symbiotic_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """dbt's profile reads SYMBIOTIC_WAREHOUSE; it is set for the dbt process only. Left set
+    (as building the definitions used to leave it on a fresh checkout), it overrode the
+    settings of every later run and test in the same process."""
+    import os
+
+    from symbiotic_assets.analytics.project import prepare_dbt_manifest, warehouse_env
+
+    assert prepare_dbt_manifest(str(tmp_path / "w.duckdb")).is_file()  # runs `dbt parse`
+    assert "SYMBIOTIC_WAREHOUSE" not in os.environ
+    with warehouse_env(str(tmp_path / "x" / ".." / "w.duckdb")) as database:
+        assert os.environ["SYMBIOTIC_WAREHOUSE"] == database == str(tmp_path.resolve() / "w.duckdb")
+    assert "SYMBIOTIC_WAREHOUSE" not in os.environ
+    monkeypatch.setenv("SYMBIOTIC_WAREHOUSE", "md:team")
+    with warehouse_env("md:other"):
+        assert os.environ["SYMBIOTIC_WAREHOUSE"] == "md:other"
+    assert os.environ["SYMBIOTIC_WAREHOUSE"] == "md:team"
