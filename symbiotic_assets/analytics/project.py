@@ -9,7 +9,6 @@ missing (that process needs it), so ``dagster dev`` works on a fresh clone.
 from __future__ import annotations
 
 import fcntl
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from symbiotic_assets.core.config import PROJECT_ROOT, load_settings
+from symbiotic_assets.core.config import PROJECT_ROOT, load_settings, warehouse_for_subprocesses
 
 if TYPE_CHECKING:
     from dagster_dbt import DbtProject
@@ -44,15 +43,8 @@ def warehouse_env(warehouse: str) -> Iterator[str]:
     database = warehouse
     if not database.startswith("md:"):
         database = str(Path(database).expanduser().resolve())
-    before = os.environ.get("SYMBIOTIC_WAREHOUSE")
-    os.environ["SYMBIOTIC_WAREHOUSE"] = database
-    try:
+    with warehouse_for_subprocesses(database):
         yield database
-    finally:
-        if before is None:
-            os.environ.pop("SYMBIOTIC_WAREHOUSE", None)
-        else:
-            os.environ["SYMBIOTIC_WAREHOUSE"] = before
 
 
 @cache

@@ -20,7 +20,8 @@ import errno
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -363,6 +364,24 @@ def read_environment(environ: Mapping[str, str] | None = None) -> Environment:
 def symbiotic_home() -> Path:
     """``$SYMBIOTIC_HOME`` (default ``./.symbiotic``), absolute."""
     return read_environment().home
+
+
+@contextmanager
+def warehouse_for_subprocesses(database: str) -> Iterator[None]:
+    """``SYMBIOTIC_WAREHOUSE=database`` for processes started inside (dbt), restored after.
+
+    Children inherit this process's environment; leaving the variable set would make it
+    override the settings of every later run in the same process.
+    """
+    before = os.environ.get("SYMBIOTIC_WAREHOUSE")
+    os.environ["SYMBIOTIC_WAREHOUSE"] = database
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("SYMBIOTIC_WAREHOUSE", None)
+        else:
+            os.environ["SYMBIOTIC_WAREHOUSE"] = before
 
 
 def mcp_token() -> str:
