@@ -30,7 +30,7 @@ import duckdb
 
 from symbiotic_assets.core.config import RepositorySpec
 from symbiotic_assets.core.schema import ensure_git_schema
-from symbiotic_assets.core.warehouse import connect
+from symbiotic_assets.core.warehouse import connect, table_exists
 from symbiotic_assets.git.extract import (
     RefreshResult,
     choose_default_branch,
@@ -94,14 +94,6 @@ class ChangePlan:
         return [c for c in self.changes if not c.changed]
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-        [schema, table],
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def _stored_state(
     warehouse: str | Path, names: Sequence[str], embedding_model: str | None
 ) -> tuple[dict[str, str | None], dict[str, int], dict[str, int]]:
@@ -117,7 +109,7 @@ def _stored_state(
         cm = connect(database)
         con = cm.__enter__()
     try:
-        if not _table_exists(con, "git", "repositories"):
+        if not table_exists(con, "git", "repositories"):
             return {}, {}, {}
         wanted = list(names)
         stored = dict(
@@ -128,7 +120,7 @@ def _stored_state(
             ).fetchall()
         )
         merges: dict[str, int] = {}
-        if _table_exists(con, "git", "merges"):
+        if table_exists(con, "git", "merges"):
             # the same rule as detect_merge_conflicts: no verdict yet, or a failed re-merge
             merges = dict(
                 con.execute(
@@ -144,7 +136,7 @@ def _stored_state(
             )
         vectors: dict[str, int] = {}
         if embedding_model is not None:
-            has_table = _table_exists(con, "search", "commit_embeddings")
+            has_table = table_exists(con, "search", "commit_embeddings")
             missing = (
                 "NOT EXISTS (SELECT 1 FROM search.commit_embeddings e WHERE e.repository = "
                 "c.repository AND e.hash = c.hash AND e.model = ?)"

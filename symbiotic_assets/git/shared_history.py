@@ -19,20 +19,14 @@ from __future__ import annotations
 
 import duckdb
 
+from symbiotic_assets.core.warehouse import table_exists
+
 REUSABLE_STATUSES = ("clean", "conflict", "octopus")
-
-
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-        [schema, table],
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def reuse_merge_verdicts(con: duckdb.DuckDBPyConnection, repository: str) -> int:
     """Copy verdicts other repositories hold for this repository's unjudged merges."""
-    if not _exists(con, "git", "merges"):
+    if not table_exists(con, "git", "merges"):
         return 0
     row = con.execute(
         """
@@ -59,7 +53,7 @@ def reuse_merge_verdicts(con: duckdb.DuckDBPyConnection, repository: str) -> int
 
 def reuse_commit_vectors(con: duckdb.DuckDBPyConnection, repository: str, model: str) -> int:
     """Copy vectors other repositories hold for this repository's commits without one."""
-    if not _exists(con, "search", "commit_embeddings"):
+    if not table_exists(con, "search", "commit_embeddings"):
         return 0
     row = con.execute(
         """
@@ -101,7 +95,7 @@ def reuse_change_terms(con: duckdb.DuckDBPyConnection, repository: str, version:
     the commit id. Except in a shallow clone, whose cut-off commits read as root commits
     (their whole tree as added): shallow repositories neither lend nor borrow.
     """
-    if not _exists(con, "search", "change_terms") or not _full_history(con, repository):
+    if not table_exists(con, "search", "change_terms") or not _full_history(con, repository):
         return 0
     row = con.execute(
         """
@@ -137,7 +131,7 @@ def reuse_change_groups(con: duckdb.DuckDBPyConnection, repository: str) -> int:
     copied whole from one repository that has it. Shallow clones are left out, as for
     change terms: a cut-off history lacks members. Returns the rows (commits) copied.
     """
-    if not _exists(con, "search", "change_groups") or not _full_history(con, repository):
+    if not table_exists(con, "search", "change_groups") or not _full_history(con, repository):
         return 0
     row = con.execute(
         """
