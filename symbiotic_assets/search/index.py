@@ -857,10 +857,7 @@ def publish_streamed(
     whole in memory, which is what bounds a million-commit publish.
     """
     index = SearchIndex.build(corpus, model_id, weights=weights, clicks=clicks)
-    previous = published_meta(root)
-    trained = None  # the current version's trained lists, when its vectors are comparable
-    if previous is not None and previous.get("model_id") == model_id:
-        trained = root / "versions" / str(previous["version"]) / "vectors" / "trained.faiss"
+    trained = _reusable_lists(root, model_id)
 
     def write(folder: Path, version: str) -> None:
         folder.mkdir(parents=True, exist_ok=False)
@@ -902,10 +899,7 @@ def publish_batches(
     ``run_postings``: BM25 tokens sorted per run on disk (``BM25Writer``).
     Returns the new version's ``meta.json`` (with ``version``).
     """
-    previous = published_meta(root)
-    trained = None  # the current version's trained lists, when its vectors are comparable
-    if previous is not None and previous.get("model_id") == model_id:
-        trained = root / "versions" / str(previous["version"]) / "vectors" / "trained.faiss"
+    trained = _reusable_lists(root, model_id)
     written: dict[str, Any] = {}
 
     def write(folder: Path, version: str) -> None:
@@ -938,6 +932,14 @@ def publish_batches(
 
     version = publish_version(root, write, keep=keep, min_age_seconds=min_age_seconds)
     return {**written, "version": version}
+
+
+def _reusable_lists(root: Path, model_id: str) -> Path | None:
+    """The current version's trained vector lists, when its vectors come from ``model_id``."""
+    previous = published_meta(root)
+    if previous is None or previous.get("model_id") != model_id:
+        return None
+    return root / "versions" / str(previous["version"]) / "vectors" / "trained.faiss"
 
 
 def published_meta(root: Path) -> dict[str, Any] | None:
