@@ -266,9 +266,7 @@ class BM25Index:
         if len(docs) > 2 * n:
             # a better threshold: the n-th best exact score among the 2n documents with
             # the most essential weight (the heads' threshold is often well below it)
-            likely = np.sort(docs[np.argpartition(-upper, 2 * n - 1)[: 2 * n]])
-            exact, _ = self._score_columns(likely, ids)
-            theta = max(theta, float(-np.partition(-exact, n - 1)[n - 1]))
+            theta = max(theta, self._nth_exact(docs, upper, ids, n))
             bound = theta * (1 - 1e-5) - 1e-6
         remaining = total
         for i in reversed(order[:cut]):
@@ -320,9 +318,19 @@ class BM25Index:
         unique, partial = docs[first], np.add.reduceat(weights, first)
         if len(unique) < n:
             return 0.0
-        pick = min(len(unique), 2 * n)
-        chosen = unique[np.argpartition(-partial, pick - 1)[:pick]]
-        exact, _ = self._score_columns(np.sort(chosen), ids)
+        return self._nth_exact(unique, partial, ids, n)
+
+    def _nth_exact(
+        self, docs: np.ndarray, partial: np.ndarray, ids: Sequence[int], n: int
+    ) -> float:
+        """The n-th best exact score among the ``2 n`` of ``docs`` with the best ``partial``.
+
+        At least n documents score that much, so it is a valid threshold; ``docs``
+        must hold at least n documents.
+        """
+        pick = min(len(docs), 2 * n)
+        chosen = np.sort(docs[np.argpartition(-partial, pick - 1)[:pick]])
+        exact, _ = self._score_columns(chosen, ids)
         return float(-np.partition(-exact, n - 1)[n - 1])
 
     def top_exhaustive(
@@ -339,20 +347,7 @@ class BM25Index:
 
     def matched_terms(self, doc_ids: np.ndarray, terms: Sequence[str]) -> np.ndarray:
         """Boolean (len(doc_ids), len(terms)): which query terms each document contains."""
-        out = np.zeros((len(doc_ids), len(terms)), dtype=bool)
-        if len(doc_ids) == 0:
-            return out
-        for j, t in enumerate(terms):
-            col = self.vocabulary.get(t)
-            if col is None:
-                continue
-            start, end = self.weights.indptr[col], self.weights.indptr[col + 1]
-            rows = self.weights.indices[start:end]  # sorted: binary search beats a set test
-            if len(rows) == 0:
-                continue
-            where = np.minimum(np.searchsorted(rows, doc_ids), len(rows) - 1)
-            out[:, j] = rows[where] == doc_ids
-        return out
+        return self.score_docs(np.asarray(doc_ids), terms)[1]
 
     # -- files ----------------------------------------------------------------
     def save(self, folder: Path, prefix: str = "bm25") -> None:
