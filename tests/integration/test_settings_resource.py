@@ -244,22 +244,27 @@ def test_change_terms_publish_groups_under_the_resource_home(symbiotic_home: Pat
     assert not (symbiotic_home / "published").exists()
 
 
-def test_batch_refresh_job_refreshes_the_resource_repositories(
-    symbiotic_home: Path, tmp_path: Path
-):
+def _run_batch_refresh(config_file: Path, home: Path, embed: bool) -> dg.ExecuteInProcessResult:
+    """``git_refresh_changed`` on the code location, handed these settings by run config."""
     from symbiotic_assets.definitions import build_definitions
 
-    config_file, home = _two_configurations(symbiotic_home, tmp_path)
     run_config = {
         "resources": {"settings": {"config": {"config_file": str(config_file), "home": str(home)}}},
-        "ops": {"refresh_changed_repositories": {"config": {"embed": False, "workers": 1}}},
+        "ops": {"refresh_changed_repositories": {"config": {"embed": embed, "workers": 1}}},
     }
     with dg.instance_for_test() as instance:
-        result = (
+        return (
             build_definitions()
             .resolve_job_def("git_refresh_changed")
             .execute_in_process(instance=instance, run_config=run_config)
         )
+
+
+def test_batch_refresh_job_refreshes_the_resource_repositories(
+    symbiotic_home: Path, tmp_path: Path
+):
+    config_file, home = _two_configurations(symbiotic_home, tmp_path)
+    result = _run_batch_refresh(config_file, home, embed=False)
     assert result.success
     summary = result.output_for_node("refresh_changed_repositories")
     assert summary["checked"] == 2 and summary["changed"] == 2 and summary["failed"] == 0
@@ -374,22 +379,11 @@ def test_batch_refresh_publishes_the_pr_groups_once_for_all_repositories(
 ):
     """Change terms of every changed repository, then one publish of the PR groups (per
     repository it rewrote every group of every repository each time)."""
-    from symbiotic_assets.definitions import build_definitions
-
     repos = [_pr_repository(tmp_path / name, name) for name in ("alpha", "beta", "gamma")]
     config_file = tmp_path / "batch.yaml"
     config_file.write_text("repositories:\n" + "".join(f"  - path: {r}\n" for r in repos))
     home = tmp_path / "batch-home"
-    run_config = {
-        "resources": {"settings": {"config": {"config_file": str(config_file), "home": str(home)}}},
-        "ops": {"refresh_changed_repositories": {"config": {"embed": True, "workers": 1}}},
-    }
-    with dg.instance_for_test() as instance:
-        result = (
-            build_definitions()
-            .resolve_job_def("git_refresh_changed")
-            .execute_in_process(instance=instance, run_config=run_config)
-        )
+    result = _run_batch_refresh(config_file, home, embed=True)
     assert result.success
     mats = [
         m
